@@ -1,0 +1,158 @@
+"""Ingest bAbI from a folder, the official tarball (local path or URL), or the Hugging Face hub.
+
+Whatever the source, ingest ends with the same thing: the train and test files of each bAbI task of one
+size, copied under `data_root/raw/babi-<size>-<digest>/`, where the digest is a sha256 over the files'
+contents (not their paths), so later steps can cache on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from dmn.data.babi import FILE_NAME, SIZE_FOLDERS, find_babi_files
+from dmn.errors import DataError
+
+BUNDLED_TARBALL = Path(__file__).resolve().parents[2] / "data" / "babi-tasks-1-20-v1-2-en.tar.xz"
+OFFICIAL_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
+
+
+class TransientSourceError(OSError):
+    """A network failure while fetching a source: worth a retry (bad data never is)."""
+
+
+@dataclass(frozen=True)
+class RawBabi:
+    path: str  # folder of qaN_*_{train,test}.txt files of one size
+    digest: str  # sha256 over the files' contents
+    size: str
+    fallbacks: dict[int, str] = field(default_factory=dict)  # babi_task -> why its files differ
+
+
+def ingest_babi(source: str, size: str, data_root: str | Path, sha256: str | None = None) -> RawBabi:
+    """Resolve `source` ('bundled', a folder, a tarball path or URL, or 'hf:NAME') into a RawBabi."""
+    data_root = Path(data_root)
+    data_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=data_root, prefix=".ingest-") as scratch:
+        scratch = Path(scratch)
+        if source == "bundled":
+            if not BUNDLED_TARBALL.is_file():
+                raise DataError(BUNDLED_TARBALL, "the bundled bAbI tarball is missing; pass --source")
+            folder = extract_tarball(BUNDLED_TARBALL, scratch / "extract", sha256)
+        elif source.startswith("hf:"):
+            folder = download_from_hub(source[3:], size, scratch / "hub")
+        elif source.startswith(("http://", "https://")):
+            folder = extract_tarball(download(source, scratch / "download.tar.gz"), scratch / "extract", sha256)
+        elif Path(source).is_dir():
+            folder = Path(source)
+        elif Path(source).is_file():
+            folder = extract_tarball(Path(source), scratch / "extract", sha256)
+        else:
+            raise DataError(source, "--source is not 'bundled', a folder, a tarball, a URL or hf:NAME")
+        files, fallbacks = find_babi_files(folder, size)
+        return _store(files, fallbacks, size, data_root)
+
+
+def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: str, data_root: Path) -> RawBabi:
+    """Copy the files to a content-addressed folder (atomically: temp folder, then rename)."""
+    digest = hashlib.sha256()
+    for (babi_task, split), path in sorted(files.items()):
+        digest.update(f"{babi_task}/{split}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    hexdigest = digest.hexdigest()
+    target = data_root / "raw" / f"babi-{size}-{hexdigest[:16]}"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+        for (babi_task, split), path in files.items():
+            shutil.copyfile(path, staging / f"qa{babi_task}_babi_{split}.txt")
+        (staging / "fallbacks.json").write_text(json.dumps(fallbacks))
+        staging.rename(target)
+    return RawBabi(str(target), hexdigest, size, fallbacks)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_tarball(tarball: Path, destination: Path, sha256: str | None = None) -> Path:
+    """Extract the bAbI text files of `tarball`; refuse a wrong checksum or a member outside its root."""
+    if sha256 is not None and sha256_file(tarball) != sha256.lower():
+        raise DataError(tarball, f"sha256 is {sha256_file(tarball)}, expected {sha256}")
+    destination.mkdir(parents=True)
+    try:
+        with tarfile.open(tarball) as archive:
+            members = archive.getmembers()
+            for member in members:
+                name = PurePosixPath(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise DataError(tarball, f"member {member.name!r} points outside the archive root")
+                if member.issym() or member.islnk() or member.isdev():
+                    raise DataError(tarball, f"member {member.name!r} is a link or device, refused")
+            wanted = [m for m in members if m.isfile() and FILE_NAME.match(PurePosixPath(m.name).name)]
+            archive.extractall(destination, members=wanted, filter="data")
+    except tarfile.TarError as error:
+        raise DataError(tarball, f"not a readable tarball ({error})") from error
+    return destination
+
+
+def download(url: str, destination: Path) -> Path:
+    """Fetch `url` to `destination`; network failures raise TransientSourceError (retried by the flow)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except urllib.error.HTTPError as error:
+        if error.code >= 500:
+            raise TransientSourceError(f"{url}: HTTP {error.code}") from error
+        raise DataError(url, f"HTTP {error.code}") from error
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        raise TransientSourceError(f"{url}: {error}") from error
+    return destination
+
+
+def download_from_hub(name: str, size: str, destination: Path) -> Path:
+    """Write bAbI files from a `datasets` dataset in the `facebook/babi_qa` layout (configs `en-qa1`,
+    `en-10k-qa1`, ...; rows with a `story` of id/type/text/answer/supporting_ids), so the same parser
+    and the same checks apply to every source. `name` may be a hub id or a local dataset folder."""
+    import datasets  # imported here: 0.5 s, and only this source needs it
+
+    destination.mkdir(parents=True)
+    for babi_task in range(1, 21):
+        config = f"{SIZE_FOLDERS[size]}-qa{babi_task}"
+        try:
+            splits = datasets.load_dataset(name, config)
+        except ValueError as error:  # a config the dataset does not have: that bAbI task is absent
+            if "BuilderConfig" in str(error) or "not found" in str(error):
+                continue
+            raise DataError(f"hf:{name}", f"cannot load config {config}: {error}") from error
+        except (ConnectionError, TimeoutError) as error:
+            raise TransientSourceError(f"hf:{name}: {error}") from error
+        for split in ("train", "test"):
+            with open(destination / f"qa{babi_task}_hub_{split}.txt", "w", encoding="utf-8") as out:
+                for row in splits[split]:
+                    out.writelines(_hub_story_lines(row["story"]))
+    return destination
+
+
+def _hub_story_lines(story: dict) -> list[str]:
+    """One `facebook/babi_qa` story (columns of equal length) back to bAbI text lines."""
+    lines = []
+    for line_id, kind, text, answer, supporting in zip(
+        story["id"], story["type"], story["text"], story["answer"], story["supporting_ids"]
+    ):
+        if kind == 0:  # context
+            lines.append(f"{line_id} {text}\n")
+        else:  # question
+            lines.append(f"{line_id} {text}\t{answer}\t{' '.join(supporting)}\n")
+    return lines

@@ -1,0 +1,22 @@
+"""Typed errors that name the cause: the file and line, or the parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DMNError(Exception):
+    """Base of the errors this package raises for bad input (the CLI turns them into exit code 2)."""
+
+
+class DataError(DMNError, ValueError):
+    """Bad input data, located at `path` (and `line` when known)."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None):
+        self.path, self.line, self.reason = str(path), line, reason
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class ConfigError(DMNError, ValueError):
+    """A bad parameter, named in the message."""
