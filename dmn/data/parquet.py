@@ -49,10 +49,15 @@ class TokenisedBabi:
     def vocab_path(self) -> Path:
         return Path(self.path) / "vocab.json"
 
+    def require(self, babi_tasks) -> None:
+        """Raise DataError naming the bAbI tasks this dataset lacks."""
+        missing = sorted(set(babi_tasks) - set(self.babi_tasks))
+        if missing:
+            raise DataError(self.path, f"bAbI task(s) {missing} not in this dataset (has {list(self.babi_tasks)})")
+
     def read(self, babi_task: int, split: str) -> list[dict]:
         """Rows of one bAbI task and split, reading that task's partition only."""
-        if babi_task not in self.babi_tasks:
-            raise DataError(self.path, f"bAbI task {babi_task} is not in this dataset (has {list(self.babi_tasks)})")
+        self.require([babi_task])
         table = pq.read_table(Path(self.path) / f"babi_task={babi_task}", filters=[("split", "=", split)])
         return table.to_pylist()
 

@@ -60,13 +60,33 @@ def ingest_babi(source: str, size: str, data_root: str | Path, sha256: str | Non
         return _store(files, fallbacks, size, data_root)
 
 
-def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: str, data_root: Path) -> RawBabi:
-    """Copy the files to a content-addressed folder (atomically: temp folder, then rename)."""
+def source_fingerprint(source: str, size: str, sha256: str | None = None) -> str | None:
+    """A key for the content `source` would give, computed without ingesting it (None: unknown until
+    fetched, so not cacheable: a hub dataset, or a URL without an expected sha256)."""
+    if source == "bundled":
+        return f"tarball:{sha256_file(BUNDLED_TARBALL)}:{size}" if BUNDLED_TARBALL.is_file() else None
+    if source.startswith(("http://", "https://")):
+        return f"tarball:{sha256.lower()}:{size}" if sha256 else None
+    path = Path(source)
+    if path.is_dir():
+        files, _ = find_babi_files(path, size)
+        return f"folder:{_content_digest(files)}:{size}"
+    if path.is_file():
+        return f"tarball:{sha256_file(path)}:{size}:{sha256}"
+    return None
+
+
+def _content_digest(files: dict[tuple[int, str], Path]) -> str:
     digest = hashlib.sha256()
     for (babi_task, split), path in sorted(files.items()):
         digest.update(f"{babi_task}/{split}\n".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    hexdigest = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: str, data_root: Path) -> RawBabi:
+    """Copy the files to a content-addressed folder (atomically: temp folder, then rename)."""
+    hexdigest = _content_digest(files)
     target = data_root / "raw" / f"babi-{size}-{hexdigest[:16]}"
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,74 @@
+"""The bAbI application: train and evaluate one DMN+ per bAbI task on tokenised data.
+
+Each function is usable without Prefect; `tasks/babi.py` wraps them as cached, retryable Prefect tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmn.checkpoint import load_checkpoint, save_checkpoint
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.batching import encode_stories
+from dmn.data.parquet import TokenisedBabi
+from dmn.data.vocab import Vocabulary
+from dmn.evaluate import evaluate
+from dmn.train import resolve_device, split_validation, train_dmn
+from dmn.version import code_digest, digest_of
+
+
+def training_digest(data_digest: str, babi_tasks, model: ModelConfig, train: TrainConfig) -> str:
+    """Identifies what a run trains: same data, tasks, configuration and model code -> same digest."""
+    return digest_of(data_digest, sorted(babi_tasks), model, train, code_digest())
+
+
+def train_babi_task(
+    dataset: TokenisedBabi,
+    babi_task: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    models_root: str | Path,
+    progress: bool = False,
+    on_epoch=None,
+) -> str:
+    """Train one DMN+ on one bAbI task; returns the checkpoint path (an existing one is reused)."""
+    key = training_digest(dataset.digest, [babi_task], model_config, train_config)
+    path = Path(models_root) / f"babi-{dataset.size}-{key[:16]}" / f"babi_task_{babi_task}.pt"
+    if path.is_file():
+        return str(path)
+    vocab = Vocabulary.load(dataset.vocab_path)
+    limit = train_config.sentence_limit(babi_task)
+    train_rows, valid_rows = split_validation(dataset.read(babi_task, "train"), train_config.valid_fraction)
+    result = train_dmn(
+        encode_stories(train_rows, vocab, limit),
+        encode_stories(valid_rows, vocab, limit),
+        model_config,
+        train_config,
+        len(vocab.words),
+        len(vocab.answers),
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    save_checkpoint(
+        path, result, model_config, train_config,
+        vocab_size=len(vocab.words), answer_size=len(vocab.answers), babi_task=babi_task,
+    )
+    return str(path)
+
+
+def evaluate_babi_task(dataset: TokenisedBabi, babi_task: int, checkpoint: str) -> dict:
+    """Test-split metrics of one checkpoint, with its training summary and any data note."""
+    model, meta = load_checkpoint(checkpoint)
+    device = resolve_device(meta["train_config"]["device"])
+    model.to(device)
+    vocab = Vocabulary.load(dataset.vocab_path)
+    limit = TrainConfig(**meta["train_config"]).sentence_limit(babi_task)
+    metrics = evaluate(model, encode_stories(dataset.read(babi_task, "test"), vocab, limit), device)
+    return {
+        "babi_task": babi_task,
+        **metrics,
+        "best_epoch": meta["best_epoch"],
+        "epochs": len(meta["history"]),
+        "train_seconds": meta["seconds"],
+        "note": dataset.fallbacks.get(babi_task, ""),
+    }

@@ -1,0 +1,127 @@
+"""The `dmn` command: `dmn run babi` runs the Prefect flow; `dmn ask` answers with a registered model.
+
+Heavy imports (torch, prefect, mlflow) happen inside the commands so `dmn --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from dmn.config import BabiRunConfig, ModelConfig, TrainConfig, parse_babi_tasks
+
+
+def _babi_tasks(text: str) -> list[int]:
+    try:
+        return parse_babi_tasks(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dmn", description="Dynamic Memory Networks (DMN+) pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline (Prefect flow)")
+    apps = run.add_subparsers(dest="application", required=True)
+    babi = apps.add_parser("babi", help="bAbI QA: ingest -> tokenise -> train -> evaluate -> register")
+    model, train = ModelConfig(), TrainConfig()
+    babi.add_argument("--babi-tasks", type=_babi_tasks, default=[1], help="bAbI task ids, '1,2,3' or 'all' (default 1)")
+    babi.add_argument("--size", choices=["1k", "10k"], default="1k", help="training set size (default 1k)")
+    babi.add_argument(
+        "--source", default="bundled",
+        help="'bundled' (default: bAbI en 1k shipped in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
+    )
+    babi.add_argument("--sha256", default=None, help="expected sha256 of a tarball source")
+    babi.add_argument("--epochs", type=int, default=train.max_epochs, help="most epochs (early stopping may end sooner)")
+    babi.add_argument("--patience", type=int, default=train.patience, help="epochs without a better validation loss")
+    babi.add_argument("--batch-size", type=int, default=train.batch_size, help="examples per step")
+    babi.add_argument("--hidden", type=int, default=model.hidden_size, help="embedding and hidden size")
+    babi.add_argument("--passes", type=int, default=model.passes, help="episodic memory passes")
+    babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
+    babi.add_argument("--device", default=train.device, help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
+    babi.add_argument("--data-root", default="data", help="where ingested data and checkpoints are written")
+    babi.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)")
+    babi.add_argument("--model-name", default="dmn-babi", help="registered model name")
+
+    ask = commands.add_parser("ask", help="answer a question about a story with a registered model")
+    ask.add_argument("model_uri", help="e.g. models:/dmn-babi/1 or models:/dmn-babi@champion")
+    ask.add_argument("--story", type=Path, required=True, help="text file: a sentence per line, or paragraphs")
+    ask.add_argument("--question", required=True, help="the question")
+    ask.add_argument("--babi-task", type=int, default=None, help="which model, when the version holds several")
+    ask.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
+    return BabiRunConfig(
+        babi_tasks=args.babi_tasks,
+        size=args.size,
+        source=args.source,
+        source_sha256=args.sha256,
+        data_root=args.data_root,
+        tracking_uri=args.tracking_uri,
+        model_name=args.model_name,
+        model=ModelConfig(hidden_size=args.hidden, passes=args.passes),
+        train=TrainConfig(
+            max_epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, seed=args.seed, device=args.device
+        ),
+    )
+
+
+def run_babi(args: argparse.Namespace) -> None:
+    from flows.babi import babi_flow
+    from dmn.report import report_markdown
+
+    outcome = babi_flow(config_from_args(args))
+    version = outcome["version"]
+    print(report_markdown(outcome["report"]))
+    state = "registered" if version.created else "unchanged; already registered as"
+    print(f"Model {state} {version.name} version {version.version}: {version.uri} (MLflow run {version.run_id})")
+
+
+def ask(args: argparse.Namespace) -> None:
+    import mlflow
+
+    if args.tracking_uri:
+        mlflow.set_tracking_uri(args.tracking_uri)
+    try:
+        story = args.story.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(f"error: --story {args.story}: {error.strerror}") from None
+    model = mlflow.pyfunc.load_model(args.model_uri).unwrap_python_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = model.answer(story, args.question, args.babi_task)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"answer: {answer.answer}   (bAbI task {answer.babi_task} model)")
+    print("attention per pass (gate of each sentence):")
+    passes = len(answer.gates)
+    print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "sentence")
+    for i, sentence in enumerate(answer.sentences):
+        gates = " ".join(f"{answer.gates[p][i]:8.3f}" for p in range(passes))
+        marks = " ".join("*" if max(answer.gates[p]) == answer.gates[p][i] else " " for p in range(passes))
+        print(f"  {gates}  {marks}  {sentence}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from dmn.errors import DMNError
+
+    try:
+        run_babi(args) if args.command == "run" else ask(args)
+    except (DMNError, ValidationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Log a bAbI run to MLflow and register its models as one version of a registered model.
+
+A version is found again by its training digest: registering what was already registered returns the
+existing version and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+import dmn
+from dmn.config import BabiRunConfig
+from dmn.data.parquet import TokenisedBabi
+from dmn.serving import BabiQAModel
+
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [ColSpec("string", "story"), ColSpec("string", "question"), ColSpec("long", "babi_task", required=False)]
+    ),
+    outputs=Schema([ColSpec("string")]),
+)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    created: bool  # False when an earlier run had registered the same training digest
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def find_version(client: MlflowClient, name: str, training_digest: str):
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get("training_digest") == training_digest:
+            return version
+    return None
+
+
+def flat_params(config: BabiRunConfig) -> dict[str, str]:
+    params = {}
+    for group, values in config.model_dump(mode="json").items():
+        if isinstance(values, dict):
+            params.update({f"{group}.{k}": json.dumps(v) if isinstance(v, dict) else v for k, v in values.items()})
+        else:
+            params[group] = ",".join(map(str, values)) if isinstance(values, list) else values
+    return params
+
+
+def register_babi_run(
+    config: BabiRunConfig,
+    dataset: TokenisedBabi,
+    checkpoints: dict[int, str],
+    report: dict,
+    markdown: str,
+    histories: dict[int, list[dict]],
+) -> RegisteredVersion:
+    """Log params, metrics, report and the pyfunc model; register it as a new version of config.model_name."""
+    if config.tracking_uri:
+        mlflow.set_tracking_uri(config.tracking_uri)
+    client = MlflowClient()
+    digest = report["training_digest"]
+    existing = find_version(client, config.model_name, digest) if _model_exists(client, config.model_name) else None
+    if existing is not None:
+        return RegisteredVersion(config.model_name, str(existing.version), existing.run_id, created=False)
+
+    mlflow.set_experiment(config.model_name)
+    tags = {"training_digest": digest, "data_digest": dataset.digest, "code_version": report["code_version"]}
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_params(flat_params(config))
+        for babi_task, history in histories.items():
+            for record in history:
+                metrics = {f"babi_task_{babi_task}.{k}": v for k, v in record.items() if k != "epoch"}
+                mlflow.log_metrics(metrics, step=record["epoch"])
+        for result in report["babi_tasks"]:
+            prefix = f"babi_task_{result['babi_task']}.test"
+            mlflow.log_metrics({f"{prefix}_accuracy": result["accuracy"], f"{prefix}_error": result["error"]})
+            if result["support_hit_rate"] is not None:
+                mlflow.log_metric(f"{prefix}_support_hit_rate", result["support_hit_rate"])
+        mlflow.log_metric("test_mean_error", report["mean_error"])
+        mlflow.log_dict(report, "report/evaluation.json")
+        mlflow.log_text(markdown, "report/evaluation.md")
+
+        artifacts = {"vocab": str(dataset.vocab_path)}
+        artifacts.update({f"babi_task_{t}": path for t, path in checkpoints.items()})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BabiQAModel(),
+            artifacts=artifacts,
+            code_paths=[str(Path(dmn.__file__).parent)],
+            signature=SIGNATURE,
+            input_example=_input_example(dataset, checkpoints),
+            pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "pandas", f"mlflow=={mlflow.__version__}"],
+            registered_model_name=config.model_name,
+            metadata={"babi_tasks": sorted(checkpoints), "size": config.size},
+        )
+        version = str(info.registered_model_version)
+        for key, value in tags.items():
+            client.set_model_version_tag(config.model_name, version, key, value)
+        client.set_model_version_tag(config.model_name, version, "babi_tasks", ",".join(map(str, sorted(checkpoints))))
+    return RegisteredVersion(config.model_name, version, run.info.run_id, created=True)
+
+
+def _model_exists(client: MlflowClient, name: str) -> bool:
+    return bool(client.search_registered_models(f"name = '{name}'"))
+
+
+def _input_example(dataset: TokenisedBabi, checkpoints: dict[int, str]) -> pd.DataFrame:
+    babi_task = min(checkpoints)
+    row = dataset.read(babi_task, "test")[0]
+    example = {"story": ["\n".join(row["story"])], "question": [row["question"]]}
+    if len(checkpoints) > 1:
+        example["babi_task"] = [babi_task]
+    return pd.DataFrame(example)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin, cached, retryable wrappers of `dmn` functions."""

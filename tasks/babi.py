@@ -1,0 +1,102 @@
+"""Prefect tasks of the bAbI flow. Each calls one `dmn` function; caches key on content digests and code.
+
+Retries are for transient failures only (a download or a tracking server that blips): bad data fails at
+once, with the DataError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+from dmn.babi import evaluate_babi_task, train_babi_task
+from dmn.checkpoint import load_checkpoint
+from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
+from dmn.data.parquet import TokenisedBabi, tokenise_babi
+from dmn.data.sources import RawBabi, TransientSourceError, ingest_babi, source_fingerprint
+from dmn.registry import RegisteredVersion, register_babi_run
+from dmn.report import build_report, report_markdown
+from dmn.version import code_digest
+
+# the model code lives in dmn/, not in the task's body: key on both
+CODE = CacheKeyFnPolicy(cache_key_fn=lambda context, inputs: code_digest())
+CONTENT = INPUTS + TASK_SOURCE + CODE
+
+
+def _is_transient(task, task_run, state) -> bool:
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError))
+
+
+def _ingest_key(context, inputs) -> str:
+    """The source's content, not its path: an edited folder or a new tarball misses the cache."""
+    return source_fingerprint(inputs["source"], inputs["size"], inputs["sha256"]) + inputs["data_root"]
+
+
+@task(
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_ingest_key) + TASK_SOURCE + CODE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_is_transient,
+)
+def ingest(source: str, size: str, data_root: str, sha256: str | None) -> RawBabi:
+    """Fetch and check the raw bAbI files of one size."""
+    raw = ingest_babi(source, size, data_root, sha256)
+    get_run_logger().info("ingested %s (%s): digest %s", source, size, raw.digest)
+    return raw
+
+
+@task(cache_policy=CONTENT)
+def tokenise(raw: RawBabi, data_root: str) -> TokenisedBabi:
+    """Parse and tokenise into Parquet, one partition per bAbI task."""
+    dataset = tokenise_babi(raw, data_root)
+    get_run_logger().info("tokenised %d bAbI tasks into %s", len(dataset.babi_tasks), dataset.path)
+    return dataset
+
+
+@task(cache_policy=CONTENT, task_run_name="train-babi-task-{babi_task}")
+def train(dataset: TokenisedBabi, babi_task: int, model: ModelConfig, train: TrainConfig, data_root: str) -> str:
+    """Train one DMN+ on one bAbI task; returns its checkpoint path."""
+    logger = get_run_logger()
+
+    def log_epoch(record: dict) -> None:
+        logger.debug("bAbI task %d epoch %d: %s", babi_task, record["epoch"], record)
+
+    path = train_babi_task(
+        dataset, babi_task, model, train, f"{data_root}/models", progress=sys.stderr.isatty(), on_epoch=log_epoch
+    )
+    logger.info("bAbI task %d trained: %s", babi_task, path)
+    return path
+
+
+@task(cache_policy=CONTENT, task_run_name="evaluate-babi-task-{babi_task}")
+def evaluate(dataset: TokenisedBabi, babi_task: int, checkpoint: str) -> dict:
+    """Test-split metrics of one bAbI task's model."""
+    result = evaluate_babi_task(dataset, babi_task, checkpoint)
+    get_run_logger().info("bAbI task %d: test accuracy %.3f", babi_task, result["accuracy"])
+    return result
+
+
+@task
+def report(config: BabiRunConfig, dataset: TokenisedBabi, results: list[dict], training_digest: str) -> dict:
+    """Build the evaluation report and show it in the Prefect UI."""
+    document = build_report(config, dataset, results, training_digest)
+    create_markdown_artifact(
+        markdown=report_markdown(document), key=f"{config.model_name}-evaluation", description="bAbI test report"
+    )
+    return document
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_is_transient)
+def register(
+    config: BabiRunConfig, dataset: TokenisedBabi, checkpoints: dict[int, str], document: dict
+) -> RegisteredVersion:
+    """Log the run to MLflow and register the models (or find the version already registered)."""
+    histories = {t: load_checkpoint(path)[1]["history"] for t, path in checkpoints.items()}
+    version = register_babi_run(config, dataset, checkpoints, document, report_markdown(document), histories)
+    verb = "registered" if version.created else "already registered as"
+    get_run_logger().info("%s %s version %s", verb, version.name, version.version)
+    return version
