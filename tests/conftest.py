@@ -42,3 +42,38 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+def flow_config(tmp: Path, **overrides):
+    """A small but real configuration: bAbI task 1 from `tmp/source`, everything written under `tmp`."""
+    from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
+
+    values = dict(
+        babi_tasks=[1],
+        source=str(tmp / "source"),
+        data_root=str(tmp / "data"),
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        model=ModelConfig(hidden_size=32),
+        train=TrainConfig(max_epochs=15, patience=15, batch_size=32, seed=3),
+    )
+    values.update(overrides)
+    return BabiRunConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_api, babi_en, tmp_path_factory):
+    """One flow run on bAbI task 1 in a fresh folder (MLflow's artifacts land in the working directory)."""
+    tmp = tmp_path_factory.mktemp("flow")
+    (tmp / "source").symlink_to(babi_en)
+    from flows.babi import babi_flow
+
+    config = flow_config(tmp)
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        state = babi_flow(config, return_state=True)
+    finally:
+        os.chdir(cwd)
+    return tmp, config, state
+
+

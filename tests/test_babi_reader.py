@@ -50,6 +50,7 @@ def test_falls_back_to_1k_training_file_when_10k_one_is_missing(tmp_path, babi_e
     [
         (["1 Mary went home.", "oops no id", "3 Where is Mary?\thome\t1"], 2, "expected 'ID text'"),
         (["1 Mary went home.", "2 Where is Mary?\t\t1"], 2, "has no answer"),
+        (["1 Mary went home.", "2 Where is Mary?"], 2, "has no answer"),
         (["1 Mary went home.", "2 Where is Mary?\thome\t7"], 2, "supporting fact '7'"),
         (["1 Mary went home.", "2 Where is Mary?\thome\t2"], 2, "supporting fact '2'"),
         (["1 Mary went home.", "3 Where is Mary?\thome\t1"], 2, "does not follow"),

@@ -1,0 +1,131 @@
+"""The bAbI flow end to end against a real Prefect API and MLflow on SQLite: registration, caching, the
+registry round trip in a fresh process, and bad input that leaves nothing behind."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from dmn.errors import DataError
+from flows.babi import babi_flow
+from tests.conftest import flow_config as _config
+
+UNSEEN_STORIES = [
+    ("Daniel journeyed to the bedroom.\nMary moved to the hallway.\nDaniel went to the garden.", "Where is Daniel?", "garden"),
+    ("Sandra went back to the office. John travelled to the kitchen.", "Where is John?", "kitchen"),
+    ("1 Mary went to the bathroom.\n2 Mary journeyed to the hallway.\n3 Sandra moved to the garden.", "Where is Mary?", "hallway"),
+]
+
+
+def _task_states(flow_state) -> dict[str, str]:
+    flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return {run.name: run.state.name for run in client.read_task_runs(flow_run_filter=flow_run_filter)}
+
+
+def test_first_run_trains_evaluates_and_registers(trained):
+    tmp, config, state = trained
+    outcome = state.result()
+    report, version = outcome["report"], outcome["version"]
+    assert version.created and version.version == "1"
+    (task_1,) = report["babi_tasks"]
+    assert task_1["babi_task"] == 1 and task_1["accuracy"] >= 0.95
+    assert set(_task_states(state).values()) == {"Completed"}
+
+    client = MlflowClient(config.tracking_uri)
+    registered = client.get_model_version(config.model_name, "1")
+    assert registered.tags["training_digest"] == report["training_digest"]
+    assert registered.tags["data_digest"] == report["data_digest"]
+    run = client.get_run(registered.run_id)
+    assert run.data.params["train.batch_size"] == "32" and run.data.params["babi_tasks"] == "1"
+    assert run.data.metrics["babi_task_1.test_accuracy"] == task_1["accuracy"]
+    assert len(client.get_metric_history(run.info.run_id, "babi_task_1.valid_loss")) == task_1["epochs"]
+    mlflow.set_tracking_uri(config.tracking_uri)
+    evaluation = json.loads(open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.json")).read())
+    assert evaluation["babi_tasks"][0]["accuracy"] == task_1["accuracy"]
+
+    with get_client(sync_client=True) as prefect:
+        artifact = prefect.read_latest_artifacts()
+        assert any(a.key == "dmn-babi-evaluation" and "| 1 |" in a.data for a in artifact)
+
+
+def test_unchanged_second_run_hits_every_cache_and_registers_nothing(trained):
+    tmp, config, _ = trained
+    state = babi_flow(config, return_state=True)
+    states = _task_states(state)
+    for step in ("ingest", "tokenise", "train-babi-task-1", "evaluate-babi-task-1"):
+        assert [s for name, s in states.items() if name.startswith(step)] == ["Cached"], states
+    version = state.result()["version"]
+    assert not version.created and version.version == "1"
+    assert len(MlflowClient(config.tracking_uri).search_model_versions(f"name = '{config.model_name}'")) == 1
+
+
+def test_registered_version_answers_unseen_stories_in_a_fresh_process(trained):
+    tmp, config, _ = trained
+    script = textwrap.dedent(
+        f"""
+        import json, sys, mlflow, pandas
+        mlflow.set_tracking_uri({config.tracking_uri!r})
+        model = mlflow.pyfunc.load_model("models:/{config.model_name}/1")
+        stories = json.loads(sys.stdin.read())
+        frame = pandas.DataFrame({{"story": [s for s, _, _ in stories], "question": [q for _, q, _ in stories]}})
+        print(json.dumps(list(model.predict(frame))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(UNSEEN_STORIES), capture_output=True, text=True, cwd=tmp,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [answer for _, _, answer in UNSEEN_STORIES]
+
+
+def test_unknown_words_at_ask_time_answer_with_a_warning(trained):
+    from dmn.serving import UnknownWordsWarning
+
+    tmp, config, _ = trained
+    mlflow.set_tracking_uri(config.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{config.model_name}/1").unwrap_python_model()
+    with pytest.warns(UnknownWordsWarning, match="teleported"):
+        answer = model.answer("Mary teleported to the kitchen.", "Where is Mary?")
+    assert answer.unknown_words == ["teleported"] and answer.answer == "kitchen"
+    assert len(answer.gates) == 3 and len(answer.gates[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [("2 Where is Mary?\tkitchen\t9", "supporting fact '9'"), ("2 Where is Mary?", "expected|no answer")],
+)
+def test_bad_data_fails_the_flow_and_writes_nothing(prefect_api, babi_en, tmp_path, bad_line, message):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        (source / path.name).write_bytes(path.read_bytes())
+    bad = source / "qa1_single-supporting-fact_test.txt"
+    lines = bad.read_text().splitlines()
+    lines[1] = bad_line
+    bad.write_text("\n".join(lines) + "\n")
+    config = _config(tmp_path)
+    with pytest.raises(DataError, match=message) as caught:
+        babi_flow(config)
+    assert str(bad) in str(caught.value) or "qa1_babi_test.txt:2" in str(caught.value)
+    assert not (tmp_path / "data" / "tokens").exists() and not (tmp_path / "data" / "models").exists()
+    assert not MlflowClient(config.tracking_uri).search_registered_models()
+
+
+def test_requested_task_missing_from_the_source_fails_before_training(prefect_api, babi_en, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        (source / path.name).write_bytes(path.read_bytes())
+    config = _config(tmp_path, babi_tasks=[1, 2])
+    with pytest.raises(DataError, match=r"bAbI task\(s\) \[2\] not in this dataset"):
+        babi_flow(config)
+    assert not (tmp_path / "data" / "models").exists()
+    assert not MlflowClient(config.tracking_uri).search_registered_models()
