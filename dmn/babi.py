@@ -50,8 +50,13 @@ def train_babi_task(
         on_epoch=on_epoch,
     )
     save_checkpoint(
-        path, result, model_config, train_config,
-        vocab_size=len(vocab.words), answer_size=len(vocab.answers), babi_task=babi_task,
+        path,
+        result,
+        model_config,
+        train_config,
+        vocab_size=len(vocab.words),
+        answer_size=len(vocab.answers),
+        babi_task=babi_task,
     )
     return str(path)
 

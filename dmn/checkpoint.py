@@ -18,8 +18,16 @@ from dmn.train import TrainResult
 FORMAT = "dmn-plus/1"
 
 
-def save_checkpoint(path, result: TrainResult, model_config: ModelConfig, train_config: TrainConfig, *,
-                    vocab_size: int, answer_size: int, babi_task: int) -> None:
+def save_checkpoint(
+    path,
+    result: TrainResult,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    vocab_size: int,
+    answer_size: int,
+    babi_task: int,
+) -> None:
     payload = {
         "format": FORMAT,
         "babi_task": babi_task,

@@ -32,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--babi-tasks", type=_babi_tasks, default=[1], help="bAbI task ids, '1,2,3' or 'all' (default 1)")
     babi.add_argument("--size", choices=["1k", "10k"], default="1k", help="training set size (default 1k)")
     babi.add_argument(
-        "--source", default="bundled",
-        help="'bundled' (default: bAbI en 1k shipped in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
+        "--source",
+        default="bundled",
+        help="'bundled' (default: bAbI en 1k in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
     )
     babi.add_argument("--sha256", default=None, help="expected sha256 of a tarball source")
-    babi.add_argument("--epochs", type=int, default=train.max_epochs, help="most epochs (early stopping may end sooner)")
+    babi.add_argument(
+        "--epochs", type=int, default=train.max_epochs, help="most epochs (early stopping may end sooner)"
+    )
     babi.add_argument("--patience", type=int, default=train.patience, help="epochs without a better validation loss")
     babi.add_argument("--batch-size", type=int, default=train.batch_size, help="examples per step")
     babi.add_argument("--hidden", type=int, default=model.hidden_size, help="embedding and hidden size")
@@ -44,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
     babi.add_argument("--device", default=train.device, help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
     babi.add_argument("--data-root", default="data", help="where ingested data and checkpoints are written")
-    babi.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)")
+    babi.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
+    )
     babi.add_argument("--model-name", default="dmn-babi", help="registered model name")
 
     ask = commands.add_parser("ask", help="answer a question about a story with a registered model")
@@ -67,14 +72,18 @@ def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
         model_name=args.model_name,
         model=ModelConfig(hidden_size=args.hidden, passes=args.passes),
         train=TrainConfig(
-            max_epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, seed=args.seed, device=args.device
+            max_epochs=args.epochs,
+            patience=args.patience,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
         ),
     )
 
 
 def run_babi(args: argparse.Namespace) -> None:
-    from flows.babi import babi_flow
     from dmn.report import report_markdown
+    from flows.babi import babi_flow
 
     outcome = babi_flow(config_from_args(args))
     version = outcome["version"]

@@ -19,7 +19,9 @@ class ModelConfig(BaseModel):
 
     hidden_size: int = Field(80, ge=1, description="Embedding and hidden size (the paper uses 80 for both).")
     passes: int = Field(3, ge=1, description="Episodic memory passes.")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on sentence encodings and answer input (paper: keep 0.9).")
+    dropout: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Dropout on sentence encodings and answer input (paper: keep 0.9)."
+    )
 
 
 class TrainConfig(BaseModel):
@@ -34,7 +36,9 @@ class TrainConfig(BaseModel):
     )
     max_epochs: int = Field(256, ge=1, description="Upper bound on epochs.")
     patience: int = Field(20, ge=1, description="Stop after this many epochs without a lower validation loss.")
-    valid_fraction: float = Field(0.1, gt=0, lt=1, description="Last share of the training file held out for validation.")
+    valid_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Last share of the training file held out for validation."
+    )
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences.")
     max_sentences_by_task: dict[int, int] = Field(
         default_factory=lambda: {3: 130},

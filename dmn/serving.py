@@ -59,7 +59,9 @@ class BabiQAModel(mlflow.pyfunc.PythonModel):
                 model, meta = load_checkpoint(path)
                 self.models[meta["babi_task"]] = model
                 limits = meta["train_config"]["max_sentences_by_task"]
-                self.sentence_limits[meta["babi_task"]] = limits.get(meta["babi_task"], meta["train_config"]["max_sentences"])
+                self.sentence_limits[meta["babi_task"]] = limits.get(
+                    meta["babi_task"], meta["train_config"]["max_sentences"]
+                )
 
     def _model_for(self, babi_task) -> int:
         if babi_task is None or pd.isna(babi_task):

@@ -12,7 +12,7 @@ from tasks.babi import evaluate, ingest, register, report, tokenise, train
 
 
 @flow(name="dmn-babi", log_prints=False)
-def babi_flow(config: BabiRunConfig = BabiRunConfig()) -> dict:
+def babi_flow(config: BabiRunConfig = BabiRunConfig()) -> dict:  # noqa: B008 (the UI form shows the defaults)
     """Train, evaluate and register DMN+ models for the requested bAbI tasks."""
     data_root = str(Path(config.data_root).resolve())  # cache entries must not depend on the working directory
     raw = ingest(config.source, config.size, data_root, config.source_sha256)

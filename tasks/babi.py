@@ -6,6 +6,7 @@ once, with the DataError naming the file and line.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from prefect import get_run_logger, task
@@ -63,7 +64,16 @@ def train(dataset: TokenisedBabi, babi_task: int, model: ModelConfig, train: Tra
     logger = get_run_logger()
 
     def log_epoch(record: dict) -> None:
-        logger.debug("bAbI task %d epoch %d: %s", babi_task, record["epoch"], record)
+        level = logging.INFO if record["epoch"] % 10 == 0 else logging.DEBUG
+        logger.log(
+            level,
+            "bAbI task %d epoch %d: train loss %.4f, valid loss %.4f, valid accuracy %.3f",
+            babi_task,
+            record["epoch"],
+            record["train_loss"],
+            record["valid_loss"],
+            record["valid_accuracy"],
+        )
 
     path = train_babi_task(
         dataset, babi_task, model, train, f"{data_root}/models", progress=sys.stderr.isatty(), on_epoch=log_epoch

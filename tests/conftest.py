@@ -75,5 +75,3 @@ def trained(prefect_api, babi_en, tmp_path_factory):
     finally:
         os.chdir(cwd)
     return tmp, config, state
-
-

@@ -19,7 +19,10 @@ def test_parses_real_task_2_with_supporting_facts_as_story_indices(babi_en):
     # the second question of the story sees the statements before it, not the first question
     second = questions[1]
     assert len(second.story) == 12 and "Where" not in " ".join(second.story)
-    assert [second.story[i] for i in second.supporting] == ["Mary dropped the football.", "Mary went back to the garden."]
+    assert [second.story[i] for i in second.supporting] == [
+        "Mary dropped the football.",
+        "Mary went back to the garden.",
+    ]
 
 
 def test_list_answers_of_task_19_are_one_class(babi_en):

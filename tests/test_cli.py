@@ -27,14 +27,29 @@ def test_unknown_babi_task_id_is_refused_by_name(value):
 
 def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root, tmp_path):
     done = dmn(
-        "run", "babi", "--source", babi_root, "--data-root", tmp_path / "data", "--epochs", 2, "--hidden", 16,
-        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--model-name", "cli-test",
-        prefect_api=prefect_api, cwd=tmp_path,
+        "run",
+        "babi",
+        "--source",
+        babi_root,
+        "--data-root",
+        tmp_path / "data",
+        "--epochs",
+        2,
+        "--hidden",
+        16,
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--model-name",
+        "cli-test",
+        prefect_api=prefect_api,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "| 1 |" in done.stdout
     assert "Model registered cli-test version 1: models:/cli-test/1" in done.stdout
-    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version("cli-test", "1").tags["babi_tasks"] == "1"
+    assert (
+        MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version("cli-test", "1").tags["babi_tasks"] == "1"
+    )
 
 
 def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api, tmp_path):
@@ -44,8 +59,16 @@ def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api
         member.size = 3
         archive.addfile(member, io.BytesIO(b"1 x"))
     done = dmn(
-        "run", "babi", "--source", tarball, "--data-root", tmp_path / "data",
-        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", prefect_api=prefect_api, cwd=tmp_path,
+        "run",
+        "babi",
+        "--source",
+        tarball,
+        "--data-root",
+        tmp_path / "data",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        prefect_api=prefect_api,
+        cwd=tmp_path,
     )
     assert done.returncode == 2
     assert f"error: {tarball}: member '../../qa1_evil_train.txt' points outside the archive root" in done.stderr
@@ -57,13 +80,29 @@ def test_ask_answers_and_shows_the_attention_of_every_pass(trained, tmp_path):
     _, config, _ = trained
     story = tmp_path / "story.txt"
     story.write_text("John went to the office.\nMary travelled to the bedroom.\nJohn journeyed to the kitchen.\n")
-    done = dmn("ask", "models:/dmn-babi/1", "--story", story, "--question", "Where is John?",
-               "--tracking-uri", config.tracking_uri)
+    done = dmn(
+        "ask",
+        "models:/dmn-babi/1",
+        "--story",
+        story,
+        "--question",
+        "Where is John?",
+        "--tracking-uri",
+        config.tracking_uri,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("answer: kitchen")
     assert "pass 1" in done.stdout and "pass 3" in done.stdout
     assert sum("John journeyed to the kitchen." in line for line in lines) == 1
-    warned = dmn("ask", "models:/dmn-babi/1", "--story", story, "--question", "Where is Zorro?",
-                 "--tracking-uri", config.tracking_uri)
+    warned = dmn(
+        "ask",
+        "models:/dmn-babi/1",
+        "--story",
+        story,
+        "--question",
+        "Where is Zorro?",
+        "--tracking-uri",
+        config.tracking_uri,
+    )
     assert warned.returncode == 0 and "warning: words the model never saw, read as unknown: zorro" in warned.stderr

@@ -17,9 +17,17 @@ from flows.babi import babi_flow
 from tests.conftest import flow_config as _config
 
 UNSEEN_STORIES = [
-    ("Daniel journeyed to the bedroom.\nMary moved to the hallway.\nDaniel went to the garden.", "Where is Daniel?", "garden"),
+    (
+        "Daniel journeyed to the bedroom.\nMary moved to the hallway.\nDaniel went to the garden.",
+        "Where is Daniel?",
+        "garden",
+    ),
     ("Sandra went back to the office. John travelled to the kitchen.", "Where is John?", "kitchen"),
-    ("1 Mary went to the bathroom.\n2 Mary journeyed to the hallway.\n3 Sandra moved to the garden.", "Where is Mary?", "hallway"),
+    (
+        "1 Mary went to the bathroom.\n2 Mary journeyed to the hallway.\n3 Sandra moved to the garden.",
+        "Where is Mary?",
+        "hallway",
+    ),
 ]
 
 
@@ -47,7 +55,9 @@ def test_first_run_trains_evaluates_and_registers(trained):
     assert run.data.metrics["babi_task_1.test_accuracy"] == task_1["accuracy"]
     assert len(client.get_metric_history(run.info.run_id, "babi_task_1.valid_loss")) == task_1["epochs"]
     mlflow.set_tracking_uri(config.tracking_uri)
-    evaluation = json.loads(open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.json")).read())
+    evaluation = json.loads(
+        open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.json")).read()
+    )
     assert evaluation["babi_tasks"][0]["accuracy"] == task_1["accuracy"]
 
     with get_client(sync_client=True) as prefect:
@@ -79,7 +89,11 @@ def test_registered_version_answers_unseen_stories_in_a_fresh_process(trained):
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(UNSEEN_STORIES), capture_output=True, text=True, cwd=tmp,
+        [sys.executable, "-c", script],
+        input=json.dumps(UNSEEN_STORIES),
+        capture_output=True,
+        text=True,
+        cwd=tmp,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr

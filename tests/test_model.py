@@ -10,8 +10,13 @@ from dmn.model import DMNPlus, positional_encoding
 STORIES = [
     (["Mary went to the kitchen.", "John moved to the garden."], "Where is Mary?"),
     (
-        ["Sandra journeyed to the office.", "Mary went to the hallway.", "John travelled to the bathroom.",
-         "Daniel went back to the bedroom.", "Sandra moved to the garden and then to the kitchen."],
+        [
+            "Sandra journeyed to the office.",
+            "Mary went to the hallway.",
+            "John travelled to the bathroom.",
+            "Daniel went back to the bedroom.",
+            "Sandra moved to the garden and then to the kitchen.",
+        ],
         "Where is Sandra?",
     ),
     (["Daniel went to the office."], "Where is Daniel now?"),
@@ -69,8 +74,9 @@ def test_a_story_gets_the_same_answer_and_gates_alone_or_in_a_padded_batch():
 
 
 def test_story_cut_keeps_the_last_sentences_and_shifts_supporting_facts():
-    rows = [{"story_tokens": [["a"], ["b"], ["c"], ["d"]], "question_tokens": ["q"], "answer": "x",
-             "supporting": [0, 3]}]
+    rows = [
+        {"story_tokens": [["a"], ["b"], ["c"], ["d"]], "question_tokens": ["q"], "answer": "x", "supporting": [0, 3]}
+    ]
     vocab = Vocabulary.build([["a", "b", "c", "d", "q"]], ["x"])
     data = encode_stories(rows, vocab, sentence_limit=2)
     assert data.story[0, :, 0].tolist() == vocab.word_ids(["c", "d"])

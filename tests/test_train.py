@@ -40,8 +40,12 @@ def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
     # 40 stories and 25 epochs: the model overfits, so the best validation loss comes before the end
     config = TrainConfig(max_epochs=25, patience=25, batch_size=8, learning_rate=0.01, l2=0.0)
     result = train_dmn(
-        encode_stories(train_rows, vocab, 70), encode_stories(valid_rows, vocab, 70), ModelConfig(hidden_size=16),
-        config, len(vocab.words), len(vocab.answers),
+        encode_stories(train_rows, vocab, 70),
+        encode_stories(valid_rows, vocab, 70),
+        ModelConfig(hidden_size=16),
+        config,
+        len(vocab.words),
+        len(vocab.answers),
     )
     losses = [r["valid_loss"] for r in result.history]
     assert result.best_epoch == 1 + losses.index(min(losses))

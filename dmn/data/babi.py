@@ -48,7 +48,9 @@ def parse_babi_file(path: Path) -> list[BabiQuestion]:
                 raise DataError(path, f"line ID {line_id} does not follow {previous_id}", line_number)
             previous_id = line_id
             if "\t" not in rest and rest.rstrip().endswith("?"):
-                raise DataError(path, f"question {rest.strip()!r} has no answer (expected a tab, then the answer)", line_number)
+                raise DataError(
+                    path, f"question {rest.strip()!r} has no answer (expected a tab, then the answer)", line_number
+                )
             if "\t" not in rest:
                 fact_index[line_id] = len(story)
                 story.append(rest.strip())
