@@ -16,6 +16,7 @@ os.environ.update(
     HF_HUB_OFFLINE="1",
     MLFLOW_TRACKING_URI=f"sqlite:///{_STATE / 'mlflow-default.db'}",
     TQDM_DISABLE="1",
+    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
 )
 
 import pytest  # noqa: E402
