@@ -143,3 +143,20 @@ def test_requested_task_missing_from_the_source_fails_before_training(prefect_ap
         babi_flow(config)
     assert not (tmp_path / "data" / "models").exists()
     assert not MlflowClient(config.tracking_uri).search_registered_models()
+
+
+def test_missing_test_file_and_wrong_checksum_fail_the_flow_and_write_nothing(prefect_api, babi_en, tmp_path):
+    from dmn.data.sources import BUNDLED_TARBALL
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "qa1_single-supporting-fact_train.txt").write_bytes(
+        (babi_en / "qa1_single-supporting-fact_train.txt").read_bytes()
+    )
+    config = _config(tmp_path)
+    with pytest.raises(DataError, match="bAbI task 1: the test file is missing"):
+        babi_flow(config)
+    with pytest.raises(DataError, match="sha256 is .*, expected 00"):
+        babi_flow(_config(tmp_path, source=str(BUNDLED_TARBALL), source_sha256="00" * 32))
+    assert not (tmp_path / "data" / "raw").exists() and not (tmp_path / "data" / "tokens").exists()
+    assert not MlflowClient(config.tracking_uri).search_registered_models()
