@@ -13,7 +13,7 @@ from dmn.data.batching import encode_stories
 from dmn.data.parquet import TokenisedBabi
 from dmn.data.vocab import Vocabulary
 from dmn.evaluate import evaluate
-from dmn.train import resolve_device, split_validation, train_dmn
+from dmn.train import resolve_device, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
 
 
@@ -39,6 +39,7 @@ def train_babi_task(
     vocab = Vocabulary.load(dataset.vocab_path)
     limit = train_config.sentence_limit(babi_task)
     train_rows, valid_rows = split_validation(dataset.read(babi_task, "train"), train_config.valid_fraction)
+    progress_path = path.with_name(f"babi_task_{babi_task}.progress.pt")  # resumes a killed run
     result = train_dmn(
         encode_stories(train_rows, vocab, limit),
         encode_stories(valid_rows, vocab, limit),
@@ -48,7 +49,10 @@ def train_babi_task(
         len(vocab.answers),
         progress=progress,
         on_epoch=on_epoch,
+        progress_path=progress_path,
     )
+    if world()[0] != 0:
+        return str(path)
     save_checkpoint(
         path,
         result,
@@ -58,6 +62,7 @@ def train_babi_task(
         answer_size=len(vocab.answers),
         babi_task=babi_task,
     )
+    progress_path.unlink(missing_ok=True)
     return str(path)
 
 

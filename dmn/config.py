@@ -51,6 +51,26 @@ class TrainConfig(BaseModel):
         return self.max_sentences_by_task.get(babi_task, self.max_sentences)
 
 
+class DistributedConfig(BaseModel):
+    """How the train step runs: torchrun's options, passed to torch.distributed's elastic launcher."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nproc_per_node: int = Field(1, ge=1, description="Training processes per node (one per GPU on CUDA).")
+    nnodes: int = Field(1, ge=1, description="Nodes (machines) taking part.")
+    node_rank: int = Field(0, ge=0, description="This node's rank; node 0 hosts the rendezvous.")
+    rdzv_endpoint: str = Field(
+        "127.0.0.1:29500", description="host:port of the rendezvous on node 0 (single node: a free port is taken)."
+    )
+    rdzv_id: str = Field("dmn", description="Job id shared by the nodes of one run.")
+    rdzv_timeout: int = Field(300, ge=1, description="Seconds to wait for all nodes to join.")
+    max_restarts: int = Field(0, ge=0, description="Restarts of failed workers (they resume from the checkpoint).")
+
+    @property
+    def distributed(self) -> bool:
+        return self.nproc_per_node * self.nnodes > 1
+
+
 class BabiRunConfig(BaseModel):
     """Everything one `dmn run babi` needs; also the parameters of the Prefect flow."""
 
@@ -68,6 +88,11 @@ class BabiRunConfig(BaseModel):
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    concurrency: int = Field(1, ge=1, description="bAbI tasks (or seeds) trained at the same time.")
+    seeds: list[int] | None = Field(
+        None, description="Restarts with these seeds per bAbI task; the lowest validation loss is kept."
+    )
 
     @field_validator("babi_tasks")
     @classmethod

@@ -102,7 +102,9 @@ class EpisodicMemory(nn.Module):
         # W^(1) split by columns: the question half of z is the same in every pass, so it is computed once
         self.gate_question = nn.Linear(2 * hidden_size, hidden_size)  # W^(1)_q, b^(1)
         self.gate_memory = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W^(1)_m
-        self.gate_out = nn.Linear(hidden_size, 1)  # W^(2), b^(2)
+        # W^(2); b^(2) adds the same number to every score and cancels in the softmax: left out, as its
+        # gradient is exactly zero and Adam would turn rounding noise into steps
+        self.gate_out = nn.Linear(hidden_size, 1, bias=False)
         # attention GRU (Eq. 12-13), shared by the passes; a padded fact has g_i = 0 and leaves h unchanged
         self.attention_gru = AttentionGRU(hidden_size)
         self.memory_updates = nn.ModuleList(nn.Linear(3 * hidden_size, hidden_size) for _ in range(passes))
@@ -118,7 +120,7 @@ class EpisodicMemory(nn.Module):
         for update in self.memory_updates:
             m = memory.unsqueeze(1)  # (B, 1, H)
             memory_term = self.gate_memory(torch.cat([facts * m, (facts - m).abs()], dim=-1))  # (B, S, H)
-            # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) + b^(2)  (Eq. 7)
+            # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) (+ b^(2), which the softmax cancels)  (Eq. 7)
             scores = self.gate_out(torch.tanh(question_term + memory_term)).squeeze(-1)  # (B, S)
             # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
             gates = F.softmax(scores.masked_fill(~fact_mask, float("-inf")), dim=-1)  # (B, S)

@@ -1,21 +1,39 @@
 """Training of one DMN+ on one bAbI task, as the paper: Adam, L2 on non-bias weights, early stopping on the
-validation loss, and selection of the epoch with the lowest validation loss."""
+validation loss, and selection of the epoch with the lowest validation loss.
+
+Data-parallel when a process group is initialised (dmn/distributed.py launches it): `batch_size` is the
+global batch, split evenly over the ranks by a DistributedSampler, and DistributedDataParallel averages the
+gradients, so a step sees the same examples and takes the same update as one process with that batch. The
+learning rate is therefore not scaled with the world size. Every rank validates on the whole validation set
+(identical weights give identical decisions); rank 0 alone writes the progress checkpoint.
+
+Resumable: with `progress_path`, the state after every epoch (weights, optimiser, epoch, early-stopping
+state and the RNG state of every rank) is written atomically, and a new call resumes from it; the
+sampler's order depends only on the seed and the epoch, so a resumed run ends as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import EncodedStories, make_batch
-from dmn.errors import ConfigError
+from dmn.errors import ConfigError, DataError
 from dmn.model import DMNPlus
+
+PROGRESS_FORMAT = "dmn-plus-progress/1"
 
 
 @dataclass
@@ -40,6 +58,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def split_validation(rows: list, fraction: float) -> tuple[list, list]:
     """The last `fraction` of the training file is the validation set (the paper's protocol)."""
     n_valid = max(1, round(len(rows) * fraction))
@@ -55,14 +80,17 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
 
 
-def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=None, generator=None) -> dict:
-    """One pass over `data`; trains when `optimizer` is given. Returns the mean loss and the accuracy."""
+def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=None, order=None) -> dict:
+    """One pass over `data` in `order` (default: as stored); trains when `optimizer` is given.
+
+    Returns the mean loss and the accuracy, summed over the ranks when training data-parallel.
+    """
     training = optimizer is not None
     model.train(training)
-    order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
-    total_loss, correct = 0.0, 0
+    order = torch.arange(len(data)) if order is None else torch.as_tensor(order)
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, examples
     with torch.set_grad_enabled(training):
-        for start in range(0, len(data), batch_size):  # the last partial batch is kept
+        for start in range(0, len(order), batch_size):  # the last partial batch is kept
             batch = make_batch(data.select(order[start : start + batch_size]), device)
             logits, _ = model(*batch.model_inputs())  # (B, A)
             loss = F.cross_entropy(logits, batch.answer)
@@ -70,9 +98,13 @@ def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=No
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total_loss += loss.item() * batch.answer.size(0)
-            correct += int((logits.argmax(-1) == batch.answer).sum())
-    return {"loss": total_loss / len(data), "accuracy": correct / len(data)}
+            n = batch.answer.size(0)
+            totals += torch.tensor([loss.item() * n, float((logits.argmax(-1) == batch.answer).sum()), n])
+    if training and world()[1] > 1:
+        reduced = totals.to(device)  # NCCL reduces device tensors, gloo CPU ones
+        dist.all_reduce(reduced)
+        totals = reduced.cpu()
+    return {"loss": float(totals[0] / totals[2]), "accuracy": float(totals[1] / totals[2])}
 
 
 def train_dmn(
@@ -84,19 +116,37 @@ def train_dmn(
     answer_size: int,
     progress: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    progress_path: str | Path | None = None,
 ) -> TrainResult:
     """Train until the validation loss has not improved for `patience` epochs; keep the best weights."""
+    rank, world_size = world()
+    if train_config.batch_size % world_size:
+        raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {world_size} processes")
     device = resolve_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    generator = torch.Generator().manual_seed(train_config.seed)
+    torch.manual_seed(train_config.seed)  # the same initial weights on every rank
     model = DMNPlus(model_config, vocab_size, answer_size).to(device)
     optimizer = optimizer_for(model, train_config)
-    best: TrainResult | None = None
-    history: list[dict] = []
+    torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
+    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_state": None}
+    if progress_path is not None and Path(progress_path).is_file():
+        state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
+    network = DistributedDataParallel(model) if world_size > 1 else model
+    sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=train_config.seed)
     started = time.perf_counter()
-    epochs = tqdm(range(1, train_config.max_epochs + 1), desc="epochs", unit="ep", disable=not progress, leave=False)
+    epochs = tqdm(
+        range(state["epoch"] + 1, train_config.max_epochs + 1),
+        desc="epochs",
+        unit="ep",
+        disable=not progress or rank != 0,
+        leave=False,
+    )
     for epoch in epochs:
-        train_metrics = run_epoch(model, train, train_config.batch_size, device, optimizer, generator)
+        if epoch - state["best_epoch"] > train_config.patience:
+            break  # a resumed run that had already stopped
+        sampler.set_epoch(epoch)
+        train_metrics = run_epoch(
+            network, train, train_config.batch_size // world_size, device, optimizer, list(sampler)
+        )
         valid_metrics = run_epoch(model, valid, train_config.batch_size, device)
         record = {
             "epoch": epoch,
@@ -105,15 +155,75 @@ def train_dmn(
             "valid_loss": valid_metrics["loss"],
             "valid_accuracy": valid_metrics["accuracy"],
         }
-        history.append(record)
-        if best is None or record["valid_loss"] < best.best_valid_loss:
-            best = TrainResult(copy.deepcopy(model.state_dict()), epoch, record["valid_loss"])
+        state["history"].append(record)
+        state["epoch"] = epoch
+        if record["valid_loss"] < state["best_valid_loss"]:
+            state.update(best_epoch=epoch, best_valid_loss=record["valid_loss"])
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if progress_path is not None:
+            _save_progress(progress_path, state, model, optimizer, model_config, train_config, rank, world_size)
         epochs.set_postfix(valid_loss=f"{record['valid_loss']:.3f}", valid_acc=f"{record['valid_accuracy']:.3f}")
-        if on_epoch is not None:
+        if on_epoch is not None and rank == 0:
             on_epoch(record)
-        if epoch - best.best_epoch >= train_config.patience:
+        if epoch - state["best_epoch"] >= train_config.patience:
             break
-    best.history = history
-    best.seconds = time.perf_counter() - started
-    best.state_dict = {k: v.cpu() for k, v in best.state_dict.items()}
-    return best
+    return TrainResult(
+        copy.deepcopy(state["best_state"]),
+        state["best_epoch"],
+        state["best_valid_loss"],
+        state["history"],
+        time.perf_counter() - started,
+    )
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _save_progress(path, state, model, optimizer, model_config, train_config, rank, world_size) -> None:
+    """Rank 0 writes the epoch's state, with every rank's RNG state, to a temporary file, then renames."""
+    device = next(model.parameters()).device
+    rng_states = [torch.get_rng_state()] if world_size == 1 else [None] * world_size
+    if world_size > 1:
+        dist.all_gather_object(rng_states, torch.get_rng_state())
+    if rank != 0:
+        return
+    payload = {
+        "format": PROGRESS_FORMAT,
+        "model_config": model_config.model_dump(),
+        "train_config": train_config.model_dump(exclude={"device"}),
+        "world_size": world_size,
+        **state,
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "rng_states": rng_states,
+        "device_rng_state": _rng_state(device) if device.type == "cuda" else None,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
+    """Load a progress checkpoint into `model` and `optimizer`; refuse a foreign or corrupt one untouched."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise DataError(path, f"not a readable progress checkpoint ({error}); remove it to start over") from error
+    if not isinstance(payload, dict) or payload.get("format") != PROGRESS_FORMAT:
+        raise DataError(path, f"not a {PROGRESS_FORMAT} checkpoint; remove it to start over")
+    if payload["model_config"] != model_config.model_dump() or payload["train_config"] != train_config.model_dump(
+        exclude={"device"}
+    ):
+        raise DataError(path, "written for another configuration; remove it to start over")
+    model.load_state_dict(payload["model_state"])
+    optimizer.load_state_dict(payload["optimizer_state"])
+    rng_states = payload["rng_states"]
+    if len(rng_states) > rank:  # the same world size resumes exactly; another one keeps fresh streams
+        torch.set_rng_state(rng_states[rank])
+    if payload["device_rng_state"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(payload["device_rng_state"])
+    keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_state")
+    return {key: payload[key] for key in keys}

@@ -1,0 +1,52 @@
+"""Functions the distributed tests run inside spawned workers and subprocesses (importable by name)."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.babi import parse_babi_file
+from dmn.data.batching import encode_stories
+from dmn.data.vocab import Vocabulary, tokenize
+from dmn.train import train_dmn, world
+
+MODEL = ModelConfig(hidden_size=16, dropout=0.0)
+
+
+def small_task_1(babi_en: Path, n_train: int = 256, n_valid: int = 64):
+    """Encoded train and validation slices of bAbI task 1 and their vocabulary."""
+    questions = parse_babi_file(next(Path(babi_en).glob("qa1_*_train.txt")))
+    rows = [
+        {"story_tokens": [tokenize(s) for s in q.story], "question_tokens": tokenize(q.question), "answer": q.answer}
+        for q in questions
+    ]
+    vocab = Vocabulary.build(
+        [s for r in rows for s in r["story_tokens"]] + [r["question_tokens"] for r in rows], [r["answer"] for r in rows]
+    )
+    train, valid = rows[:n_train], rows[-n_valid:]
+    return encode_stories(train, vocab, 70), encode_stories(valid, vocab, 70), vocab
+
+
+def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_path: str | None = None) -> str:
+    """Train on the small slice; every rank saves its final parameters and history to out_dir/rank{r}.pt."""
+    train, valid, vocab = small_task_1(Path(babi_en))
+    result = train_dmn(
+        train, valid, MODEL, train_config, len(vocab.words), len(vocab.answers), progress_path=progress_path
+    )
+    rank, world_size = world()
+    live = {k: v.detach().cpu() for k, v in result.state_dict.items()}
+    path = Path(out_dir) / f"rank{rank}.pt"
+    torch.save({"world_size": world_size, "best_state": live, "history": result.history}, path)
+    return str(path)
+
+
+def fail_on_rank_1(message: str) -> None:
+    if world()[0] == 1:
+        raise ValueError(message)
+
+
+if __name__ == "__main__":  # python -m tests.helpers BABI_EN OUT_DIR PROGRESS_PATH MAX_EPOCHS
+    train_small(
+        sys.argv[1], sys.argv[2], TrainConfig(max_epochs=int(sys.argv[4]), patience=50, batch_size=32), sys.argv[3]
+    )
