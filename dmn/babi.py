@@ -17,9 +17,14 @@ from dmn.train import resolve_device, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
 
 
-def training_digest(data_digest: str, babi_tasks, model: ModelConfig, train: TrainConfig) -> str:
-    """Identifies what a run trains: same data, tasks, configuration and model code -> same digest."""
-    return digest_of(data_digest, sorted(babi_tasks), model, train, code_digest())
+def training_digest(data_digest: str, babi_tasks, model: ModelConfig, train: TrainConfig, seeds=None) -> str:
+    """Identifies what a run trains: same data, tasks, configuration, seeds and model code -> same digest."""
+    return digest_of(data_digest, sorted(babi_tasks), model, train, seeds or [train.seed], code_digest())
+
+
+def best_checkpoint(paths: list[str]) -> str:
+    """Of several restarts of one bAbI task, the checkpoint with the lowest validation loss."""
+    return min(paths, key=lambda path: load_checkpoint(path)[1]["best_valid_loss"])
 
 
 def train_babi_task(
@@ -80,5 +85,6 @@ def evaluate_babi_task(dataset: TokenisedBabi, babi_task: int, checkpoint: str) 
         "best_epoch": meta["best_epoch"],
         "epochs": len(meta["history"]),
         "train_seconds": meta["seconds"],
+        "seed": meta["train_config"]["seed"],
         "note": dataset.fallbacks.get(babi_task, ""),
     }

@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from dmn.config import BabiRunConfig, ModelConfig, TrainConfig, parse_babi_tasks
+from dmn.config import BabiRunConfig, DistributedConfig, ModelConfig, TrainConfig, parse_babi_tasks
 
 
 def _babi_tasks(text: str) -> list[int]:
@@ -19,6 +19,13 @@ def _babi_tasks(text: str) -> list[int]:
         return parse_babi_tasks(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--passes", type=int, default=model.passes, help="episodic memory passes")
     babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
     babi.add_argument("--device", default=train.device, help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
+    babi.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=None,
+        help="restarts per bAbI task, e.g. '0,1,2' (lowest validation loss kept)",
+    )
+    babi.add_argument("--concurrency", type=int, default=1, help="trainings in flight at once (tasks x seeds)")
+    launcher = babi.add_argument_group("distributed training (torchrun's options)")
+    dist = DistributedConfig()
+    launcher.add_argument("--nproc-per-node", type=int, default=dist.nproc_per_node, help="processes per node")
+    launcher.add_argument("--nnodes", type=int, default=dist.nnodes, help="number of nodes")
+    launcher.add_argument("--node-rank", type=int, default=dist.node_rank, help="this node's rank (0 hosts)")
+    launcher.add_argument("--rdzv-endpoint", default=dist.rdzv_endpoint, help="host:port of node 0's rendezvous")
+    launcher.add_argument("--rdzv-id", default=dist.rdzv_id, help="job id shared by the nodes")
+    launcher.add_argument("--rdzv-timeout", type=int, default=dist.rdzv_timeout, help="seconds to wait for nodes")
+    launcher.add_argument("--max-restarts", type=int, default=dist.max_restarts, help="restarts of failed workers")
     babi.add_argument("--data-root", default="data", help="where ingested data and checkpoints are written")
     babi.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
@@ -71,6 +94,17 @@ def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
         tracking_uri=args.tracking_uri,
         model_name=args.model_name,
         model=ModelConfig(hidden_size=args.hidden, passes=args.passes),
+        seeds=args.seeds,
+        concurrency=args.concurrency,
+        distributed=DistributedConfig(
+            nproc_per_node=args.nproc_per_node,
+            nnodes=args.nnodes,
+            node_rank=args.node_rank,
+            rdzv_endpoint=args.rdzv_endpoint,
+            rdzv_id=args.rdzv_id,
+            rdzv_timeout=args.rdzv_timeout,
+            max_restarts=args.max_restarts,
+        ),
         train=TrainConfig(
             max_epochs=args.epochs,
             patience=args.patience,

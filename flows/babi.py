@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from dmn.babi import training_digest
+from dmn.babi import best_checkpoint, training_digest
 from dmn.config import BabiRunConfig
 from tasks.babi import evaluate, ingest, register, report, tokenise, train
 
@@ -18,9 +18,23 @@ def babi_flow(config: BabiRunConfig = BabiRunConfig()) -> dict:  # noqa: B008 (t
     raw = ingest(config.source, config.size, data_root, config.source_sha256)
     dataset = tokenise(raw, data_root)
     dataset.require(config.babi_tasks)
-    checkpoints = {t: train(dataset, t, config.model, config.train, data_root) for t in config.babi_tasks}
+    seeds = config.seeds or [config.train.seed]
+    runs = [(babi_task, seed) for babi_task in config.babi_tasks for seed in seeds]
+    futures = []
+    for i, (babi_task, seed) in enumerate(runs):
+        if i >= config.concurrency:  # at most `concurrency` trainings in flight
+            futures[i - config.concurrency].wait()
+        futures.append(
+            train.submit(dataset, babi_task, seed, config.model, config.train, data_root, config.distributed)
+        )
+    paths = [future.result() for future in futures]
+    # restarts: keep, per bAbI task, the seed with the lowest validation loss (the paper's selection)
+    checkpoints = {
+        t: best_checkpoint([path for (babi_task, _), path in zip(runs, paths) if babi_task == t])
+        for t in config.babi_tasks
+    }
     results = [evaluate(dataset, t, checkpoints[t]) for t in config.babi_tasks]
-    digest = training_digest(dataset.digest, config.babi_tasks, config.model, config.train)
+    digest = training_digest(dataset.digest, config.babi_tasks, config.model, config.train, seeds)
     document = report(config, dataset, results, digest)
     version = register(config, dataset, checkpoints, document)
     return {"report": document, "version": version}

@@ -15,9 +15,10 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
 from dmn.babi import evaluate_babi_task, train_babi_task
 from dmn.checkpoint import load_checkpoint
-from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
+from dmn.config import BabiRunConfig, DistributedConfig, ModelConfig, TrainConfig
 from dmn.data.parquet import TokenisedBabi, tokenise_babi
 from dmn.data.sources import RawBabi, TransientSourceError, ingest_babi, source_fingerprint
+from dmn.distributed import launch
 from dmn.registry import RegisteredVersion, register_babi_run
 from dmn.report import build_report, report_markdown
 from dmn.version import code_digest
@@ -58,9 +59,17 @@ def tokenise(raw: RawBabi, data_root: str) -> TokenisedBabi:
     return dataset
 
 
-@task(cache_policy=CONTENT, task_run_name="train-babi-task-{babi_task}")
-def train(dataset: TokenisedBabi, babi_task: int, model: ModelConfig, train: TrainConfig, data_root: str) -> str:
-    """Train one DMN+ on one bAbI task; returns its checkpoint path."""
+@task(cache_policy=CONTENT, task_run_name="train-babi-task-{babi_task}-seed-{seed}")
+def train(
+    dataset: TokenisedBabi,
+    babi_task: int,
+    seed: int,
+    model: ModelConfig,
+    train: TrainConfig,
+    data_root: str,
+    distributed: DistributedConfig,
+) -> str:
+    """Train one DMN+ on one bAbI task with one seed (data-parallel when asked); returns its checkpoint."""
     logger = get_run_logger()
 
     def log_epoch(record: dict) -> None:
@@ -75,10 +84,15 @@ def train(dataset: TokenisedBabi, babi_task: int, model: ModelConfig, train: Tra
             record["valid_accuracy"],
         )
 
-    path = train_babi_task(
-        dataset, babi_task, model, train, f"{data_root}/models", progress=sys.stderr.isatty(), on_epoch=log_epoch
-    )
-    logger.info("bAbI task %d trained: %s", babi_task, path)
+    train = train.model_copy(update={"seed": seed})
+    if distributed.distributed:  # workers are other processes: they log to their own stderr
+        args = (dataset, babi_task, model, train, f"{data_root}/models")
+        path = launch(train_babi_task, args, distributed, train.device)
+    else:
+        path = train_babi_task(
+            dataset, babi_task, model, train, f"{data_root}/models", progress=sys.stderr.isatty(), on_epoch=log_epoch
+        )
+    logger.info("bAbI task %d (seed %d) trained: %s", babi_task, seed, path)
     return path
 
 

@@ -160,3 +160,32 @@ def test_missing_test_file_and_wrong_checksum_fail_the_flow_and_write_nothing(pr
         babi_flow(_config(tmp_path, source=str(BUNDLED_TARBALL), source_sha256="00" * 32))
     assert not (tmp_path / "data" / "raw").exists() and not (tmp_path / "data" / "tokens").exists()
     assert not MlflowClient(config.tracking_uri).search_registered_models()
+
+
+def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss(prefect_api, babi_en, tmp_path):
+    from dmn.checkpoint import load_checkpoint
+    from dmn.config import DistributedConfig, ModelConfig, TrainConfig
+
+    (tmp_path / "source").symlink_to(babi_en)
+    config = _config(
+        tmp_path,
+        seeds=[1, 2],
+        concurrency=2,
+        distributed=DistributedConfig(nproc_per_node=2),
+        model=ModelConfig(hidden_size=8),
+        train=TrainConfig(max_epochs=2, batch_size=32),
+    )
+    state = babi_flow(config, return_state=True)
+    states = _task_states(state)
+    assert {name for name in states if name.startswith("train")} == {
+        "train-babi-task-1-seed-1",
+        "train-babi-task-1-seed-2",
+    }
+    trained = sorted((tmp_path / "data" / "models").rglob("babi_task_1.pt"))
+    assert len(trained) == 2 and not list((tmp_path / "data" / "models").rglob("*.progress.pt"))
+    losses = {load_checkpoint(p)[1]["train_config"]["seed"]: load_checkpoint(p)[1]["best_valid_loss"] for p in trained}
+    registered = MlflowClient(config.tracking_uri).get_model_version(config.model_name, "1")
+    run = MlflowClient(config.tracking_uri).get_run(registered.run_id)
+    best_seed = min(losses, key=losses.get)
+    kept = state.result()["report"]["babi_tasks"][0]
+    assert kept["seed"] == best_seed and run.data.params["seeds"] == "1,2"
