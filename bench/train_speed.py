@@ -19,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from dmn.config import ModelConfig, TrainConfig
+from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.data.batching import encode_stories
 from dmn.data.parquet import tokenise_babi
 from dmn.data.sources import ingest_babi
 from dmn.data.vocab import Vocabulary
+from dmn.distributed import launch
 from dmn.evaluate import predict
 from dmn.model import DMNPlus
-from dmn.train import optimizer_for, resolve_device, run_epoch
+from dmn.train import resolve_device, train_dmn
 from dmn.version import code_version
 
 
@@ -35,39 +36,29 @@ def main() -> None:
     parser.add_argument("--babi-task", type=int, default=1)
     parser.add_argument("--size", choices=["1k", "10k"], default="1k")
     parser.add_argument("--source", default="bundled", help="as `dmn run babi --source`")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100, help="global batch (split over the processes)")
     parser.add_argument("--hidden", type=int, default=80)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-sentences", type=int, default=None, help="story cut (default: the pipeline's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="data-parallel processes")
     parser.add_argument("--results", type=Path, default=None, help="JSON file to store the figures in")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    train_config = TrainConfig(batch_size=args.batch_size, device=str(device))
+    train_config = TrainConfig(
+        batch_size=args.batch_size, device=str(device), max_epochs=args.epochs, patience=args.epochs
+    )
     limit = args.max_sentences or train_config.sentence_limit(args.babi_task)
     with tempfile.TemporaryDirectory() as data_root:
         dataset = tokenise_babi(ingest_babi(args.source, args.size, data_root), data_root)
         vocab = Vocabulary.load(dataset.vocab_path)
         train = encode_stories(dataset.read(args.babi_task, "train"), vocab, limit)
         test = encode_stories(dataset.read(args.babi_task, "test"), vocab, limit)
-
-    torch.manual_seed(0)
-    model = DMNPlus(ModelConfig(hidden_size=args.hidden, passes=args.passes), len(vocab.words), len(vocab.answers))
-    model.to(device)
-    optimizer = optimizer_for(model, train_config)
-    generator = torch.Generator().manual_seed(0)
-    epoch_rates = []
-    for _ in range(args.epochs):
-        started = time.perf_counter()
-        run_epoch(model, train, args.batch_size, device, optimizer, generator)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_rates.append(len(train) / (time.perf_counter() - started))
-    started = time.perf_counter()
-    predict(model, test, batch_size=args.batch_size, device=device)
-    eval_rate = len(test) / (time.perf_counter() - started)
+    model_config = ModelConfig(hidden_size=args.hidden, passes=args.passes)
+    job = (train, test, model_config, train_config, len(vocab.words), len(vocab.answers))
+    rates = launch(measure, job, DistributedConfig(nproc_per_node=args.nproc_per_node), str(device))
 
     figures = {
         "babi_task": args.babi_task,
@@ -76,10 +67,9 @@ def main() -> None:
         "hidden": args.hidden,
         "passes": args.passes,
         "max_sentences": limit,
+        "processes": args.nproc_per_node,
         "train_examples": len(train),
-        "train_examples_per_s": round(epoch_rates[-1], 1),
-        "first_epoch_examples_per_s": round(epoch_rates[0], 1),
-        "eval_examples_per_s": round(eval_rate, 1),
+        **rates,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -91,10 +81,28 @@ def main() -> None:
         store(args.results, figures)
 
 
+def measure(train, test, model_config, train_config, vocab_size, answer_size) -> dict:
+    """Train `epochs` epochs with the pipeline's train_dmn (the test split doubles as validation, which is
+    not timed); then time evaluation. Runs on every rank; rank 0's figures are returned."""
+    result = train_dmn(train, test, model_config, train_config, vocab_size, answer_size)
+    model = DMNPlus(model_config, vocab_size, answer_size).to(resolve_device(train_config.device))
+    model.load_state_dict(result.state_dict)
+    started = time.perf_counter()
+    predict(model, test, batch_size=train_config.batch_size, device=resolve_device(train_config.device))
+    seconds = [record["train_seconds"] for record in result.history]
+    return {
+        "train_examples_per_s": round(len(train) / seconds[-1], 1),
+        "first_epoch_examples_per_s": round(len(train) / seconds[0], 1),
+        "eval_examples_per_s": round(len(test) / (time.perf_counter() - started), 1),
+    }
+
+
 def store(path: Path, figures: dict) -> None:
     """Add or replace this configuration's entry; write to a temporary file, then rename."""
     results = json.loads(path.read_text()) if path.exists() else {}
-    key = "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-{device}".format(**figures)
+    key = "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}".format(
+        **figures
+    )
     results[key] = figures
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")

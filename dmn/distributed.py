@@ -91,6 +91,8 @@ def _worker(function: Callable, args: tuple, device: str):
     use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    else:  # share the cores, as torchrun's OMP_NUM_THREADS=1 would, without starving a big machine
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
     dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
         return function(*args)

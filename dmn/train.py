@@ -144,9 +144,11 @@ def train_dmn(
         if epoch - state["best_epoch"] > train_config.patience:
             break  # a resumed run that had already stopped
         sampler.set_epoch(epoch)
+        epoch_started = time.perf_counter()
         train_metrics = run_epoch(
             network, train, train_config.batch_size // world_size, device, optimizer, list(sampler)
         )
+        train_seconds = time.perf_counter() - epoch_started
         valid_metrics = run_epoch(model, valid, train_config.batch_size, device)
         record = {
             "epoch": epoch,
@@ -154,6 +156,7 @@ def train_dmn(
             "train_accuracy": train_metrics["accuracy"],
             "valid_loss": valid_metrics["loss"],
             "valid_accuracy": valid_metrics["accuracy"],
+            "train_seconds": train_seconds,
         }
         state["history"].append(record)
         state["epoch"] = epoch
