@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from dmn.babi import best_checkpoint, training_digest
 from dmn.config import BabiRunConfig
@@ -28,6 +28,9 @@ def babi_flow(config: BabiRunConfig = BabiRunConfig()) -> dict:  # noqa: B008 (t
             train.submit(dataset, babi_task, seed, config.model, config.train, data_root, config.distributed)
         )
     paths = [future.result() for future in futures]
+    if config.distributed.node_rank != 0:  # node 0 holds rank 0: it evaluates and registers
+        get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
+        return {"report": None, "version": None}
     # restarts: keep, per bAbI task, the seed with the lowest validation loss (the paper's selection)
     checkpoints = {
         t: best_checkpoint([path for (babi_task, _), path in zip(runs, paths) if babi_task == t])

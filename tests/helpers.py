@@ -1,5 +1,6 @@
 """Functions the distributed tests run inside spawned workers and subprocesses (importable by name)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,14 @@ def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_
     path = Path(out_dir) / f"rank{rank}.pt"
     torch.save({"world_size": world_size, "best_state": live, "history": result.history}, path)
     return str(path)
+
+
+def fail_first_attempt_on_rank_1() -> int:
+    """Fails once on rank 1; after the launcher's restart returns the restart count."""
+    restarts = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+    if world()[0] == 1 and restarts == 0:
+        raise RuntimeError("first attempt fails")
+    return restarts
 
 
 def fail_on_rank_1(message: str) -> None:
