@@ -1,6 +1,5 @@
 """Functions the distributed tests run inside spawned workers and subprocesses (importable by name)."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -42,15 +41,8 @@ def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_
     return str(path)
 
 
-def fail_first_attempt_on_rank_1() -> int:
-    """Fails once on rank 1; after the launcher's restart returns the restart count."""
-    restarts = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
-    if world()[0] == 1 and restarts == 0:
-        raise RuntimeError("first attempt fails")
-    return restarts
-
-
 def fail_on_rank_1(message: str) -> None:
+    torch.distributed.barrier()  # fail once the group is up, as a crash mid-training would
     if world()[0] == 1:
         raise ValueError(message)
 

@@ -1,0 +1,180 @@
+"""Promotion in the MLflow registry: aliases `champion` and `challenger`, a gate, a forced override with a
+reason, rollback, and every decision recorded on the version.
+
+The gate: a challenger replaces the champion only if, on the same test data (same data digest), it is at
+least as accurate on every bAbI task the champion answers (within `tolerance`) and better on the mean.
+Moving aliases is all-or-nothing: if any step fails, the aliases are put back as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from dmn.errors import ConfigError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+DECISION_TAG = "dmn.decision."  # + UTC timestamp -> JSON of a Decision
+PREVIOUS_TAG = "dmn.previous_champion"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "promote", "reject", "force", "rollback"
+    version: str
+    champion_before: str | None
+    champion_after: str | None
+    reason: str
+    at: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.champion_after == self.version and self.action != "reject"
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    return MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def require_version(client: MlflowClient, name: str, version: str) -> None:
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as error:
+        raise ConfigError(f"model {name!r} has no version {version!r}") from error
+
+
+def version_report(client: MlflowClient, name: str, version: str) -> dict:
+    """The evaluation report logged with the version's run."""
+    run_id = client.get_model_version(name, str(version)).run_id
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="report/evaluation.json", tracking_uri=client._tracking_client.tracking_uri
+    )
+    with open(path) as stream:
+        return json.load(stream)
+
+
+def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
+    """(passes, reason) of the promotion gate on two evaluation reports."""
+    if candidate["data_digest"] != champion["data_digest"]:
+        return False, "evaluated on other test data (data digests differ): not comparable"
+    theirs = {r["babi_task"]: r["accuracy"] for r in champion["babi_tasks"]}
+    ours = {r["babi_task"]: r["accuracy"] for r in candidate["babi_tasks"]}
+    missing = sorted(set(theirs) - set(ours))
+    if missing:
+        return False, f"does not answer bAbI task(s) {missing} of the champion"
+    worse = [f"task {t}: {ours[t]:.4f} < {theirs[t]:.4f}" for t in sorted(theirs) if ours[t] < theirs[t] - tolerance]
+    if worse:
+        return False, f"worse than the champion beyond tolerance {tolerance} ({'; '.join(worse)})"
+    mean_ours = sum(ours[t] for t in theirs) / len(theirs)
+    mean_theirs = sum(theirs.values()) / len(theirs)
+    if mean_ours <= mean_theirs:
+        return False, f"not better on the mean accuracy ({mean_ours:.4f} <= {mean_theirs:.4f})"
+    return True, f"at least as good on every task and better on the mean ({mean_ours:.4f} > {mean_theirs:.4f})"
+
+
+def promote(
+    name: str,
+    version: str | None = None,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    tolerance: float = 0.0,
+    tracking_uri: str | None = None,
+) -> Decision:
+    """Gate `version` (default: the challenger) against the champion and move `champion` if it passes."""
+    client = _client(tracking_uri)
+    if force and not reason:
+        raise ConfigError("--force needs --reason: a manual promotion is recorded with its reason")
+    version = str(version) if version is not None else alias_version(client, name, CHALLENGER)
+    if version is None:
+        raise ConfigError(f"model {name!r} has no version given and no {CHALLENGER!r} alias")
+    require_version(client, name, version)
+    champion = alias_version(client, name, CHAMPION)
+    if force:
+        action, why = "force", f"forced: {reason}"
+    elif champion is None:
+        action, why = "promote", "no champion yet"
+    elif champion == version:
+        action, why = "reject", "already the champion"
+    else:
+        passes, why = gate(version_report(client, name, version), version_report(client, name, champion), tolerance)
+        action = "promote" if passes else "reject"
+    after = version if action in ("promote", "force") else champion
+    decision = Decision(action, version, champion, after, why, datetime.now(UTC).isoformat())
+    with _aliases_restored_on_failure(client, name):
+        if action != "reject":
+            if champion is not None and champion != version:
+                client.set_model_version_tag(name, version, PREVIOUS_TAG, champion)
+            client.set_registered_model_alias(name, CHAMPION, version)
+        _record(client, name, version, decision)
+    return decision
+
+
+def rollback(name: str, *, reason: str = "rollback", tracking_uri: str | None = None) -> Decision:
+    """Move `champion` back to the version it replaced."""
+    client = _client(tracking_uri)
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
+        raise ConfigError(f"model {name!r} has no {CHAMPION!r} alias to roll back")
+    previous = client.get_model_version(name, champion).tags.get(PREVIOUS_TAG)
+    if previous is None:
+        raise ConfigError(f"{name} version {champion} replaced no earlier champion: nothing to roll back to")
+    decision = Decision("rollback", previous, champion, previous, reason, datetime.now(UTC).isoformat())
+    with _aliases_restored_on_failure(client, name):
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        _record(client, name, champion, decision)
+        _record(client, name, previous, decision)
+    return decision
+
+
+def history(name: str, tracking_uri: str | None = None) -> list[dict]:
+    """Every decision recorded on the versions of `name`, newest first."""
+    client = _client(tracking_uri)
+    decisions = [
+        json.loads(value)
+        for version in client.search_model_versions(f"name = '{name}'")
+        for key, value in version.tags.items()
+        if key.startswith(DECISION_TAG)
+    ]
+    unique = {(d["at"], d["action"], d["version"]): d for d in decisions}
+    return sorted(unique.values(), key=lambda d: d["at"], reverse=True)
+
+
+def _record(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+    client.set_model_version_tag(name, version, DECISION_TAG + decision.at, json.dumps(asdict(decision)))
+
+
+class _aliases_restored_on_failure:
+    """Context manager: on an exception, put `champion` and `challenger` back as they were."""
+
+    def __init__(self, client: MlflowClient, name: str):
+        self.client, self.name = client, name
+        self.before = {alias: alias_version(client, name, alias) for alias in (CHAMPION, CHALLENGER)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            return False
+        for alias, version in self.before.items():
+            if version is None:
+                try:
+                    self.client.delete_registered_model_alias(self.name, alias)
+                except MlflowException:
+                    pass
+            else:
+                self.client.set_registered_model_alias(self.name, alias, version)
+        return False
