@@ -81,7 +81,52 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--question", required=True, help="the question")
     ask.add_argument("--babi-task", type=int, default=None, help="which model, when the version holds several")
     ask.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    promote = commands.add_parser("promote", help="gate the challenger (or --version) and move the champion alias")
+    promote.add_argument("model_name", help="registered model name, e.g. dmn-babi")
+    promote.add_argument("--version", default=None, help="version to promote (default: the challenger)")
+    promote.add_argument("--tolerance", type=float, default=0.0, help="accuracy a task may lose (default 0)")
+    promote.add_argument("--force", action="store_true", help="promote without the gate (needs --reason)")
+    promote.add_argument("--reason", default=None, help="why, recorded with the decision")
+    promote.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    rollback = commands.add_parser("rollback", help="move the champion alias back to the version it replaced")
+    rollback.add_argument("model_name", help="registered model name")
+    rollback.add_argument("--reason", default="rollback", help="why, recorded with the decision")
+    rollback.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    audit = commands.add_parser("audit", help="every version with its lineage, and the promotion history")
+    audit.add_argument("model_name", help="registered model name")
+    audit.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     return parser
+
+
+def audit(args: argparse.Namespace) -> None:
+    from dmn.audit import audit as describe
+
+    print(describe(args.model_name, args.tracking_uri), end="")
+
+
+def promote(args: argparse.Namespace) -> None:
+    from dmn.promotion import promote as gate_and_promote
+
+    decision = gate_and_promote(
+        args.model_name,
+        args.version,
+        force=args.force,
+        reason=args.reason,
+        tolerance=args.tolerance,
+        tracking_uri=args.tracking_uri,
+    )
+    verb = "champion is now" if decision.promoted else "champion stays"
+    print(f"{decision.action}: {args.model_name} version {decision.version}: {decision.reason}")
+    print(f"{verb} version {decision.champion_after}")
+
+
+def rollback(args: argparse.Namespace) -> None:
+    from dmn.promotion import rollback as roll_back
+
+    decision = roll_back(args.model_name, reason=args.reason, tracking_uri=args.tracking_uri)
+    print(
+        f"rollback: champion of {args.model_name} moved from version {decision.champion_before} to {decision.version}"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
@@ -159,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmn.errors import DMNError
 
     try:
-        run_babi(args) if args.command == "run" else ask(args)
+        {"run": run_babi, "ask": ask, "promote": promote, "rollback": rollback, "audit": audit}[args.command](args)
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,10 +9,10 @@ Moving aliases is all-or-nothing: if any step fails, the aliases are put back as
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -58,11 +58,10 @@ def require_version(client: MlflowClient, name: str, version: str) -> None:
 def version_report(client: MlflowClient, name: str, version: str) -> dict:
     """The evaluation report logged with the version's run."""
     run_id = client.get_model_version(name, str(version)).run_id
-    path = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path="report/evaluation.json", tracking_uri=client._tracking_client.tracking_uri
-    )
-    with open(path) as stream:
-        return json.load(stream)
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, "report/evaluation.json", folder)
+        with open(path) as stream:
+            return json.load(stream)
 
 
 def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:

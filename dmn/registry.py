@@ -20,6 +20,7 @@ from mlflow.types import ColSpec, Schema
 import dmn
 from dmn.config import BabiRunConfig
 from dmn.data.parquet import TokenisedBabi
+from dmn.promotion import CHALLENGER
 from dmn.serving import BabiQAModel
 
 SIGNATURE = ModelSignature(
@@ -110,6 +111,7 @@ def register_babi_run(
         for key, value in tags.items():
             client.set_model_version_tag(config.model_name, version, key, value)
         client.set_model_version_tag(config.model_name, version, "babi_tasks", ",".join(map(str, sorted(checkpoints))))
+        client.set_registered_model_alias(config.model_name, CHALLENGER, version)  # a new version is the challenger
     return RegisteredVersion(config.model_name, version, run.info.run_id, created=True)
 
 

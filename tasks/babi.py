@@ -28,7 +28,7 @@ CODE = CacheKeyFnPolicy(cache_key_fn=lambda context, inputs: code_digest())
 CONTENT = INPUTS + TASK_SOURCE + CODE
 
 
-def _is_transient(task, task_run, state) -> bool:
+def is_transient(task, task_run, state) -> bool:
     error = state.result(raise_on_failure=False)
     return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError))
 
@@ -42,7 +42,7 @@ def _ingest_key(context, inputs) -> str:
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_ingest_key) + TASK_SOURCE + CODE,
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_is_transient,
+    retry_condition_fn=is_transient,
 )
 def ingest(source: str, size: str, data_root: str, sha256: str | None) -> RawBabi:
     """Fetch and check the raw bAbI files of one size."""
@@ -114,7 +114,7 @@ def report(config: BabiRunConfig, dataset: TokenisedBabi, results: list[dict], t
     return document
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_is_transient)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
 def register(
     config: BabiRunConfig, dataset: TokenisedBabi, checkpoints: dict[int, str], document: dict
 ) -> RegisteredVersion:

@@ -1,0 +1,43 @@
+"""`dmn audit NAME`: every version of a registered model with its lineage, and the promotion history."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from dmn.promotion import CHALLENGER, CHAMPION, history
+
+
+def audit(name: str, tracking_uri: str | None = None) -> str:
+    client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
+    model = client.get_registered_model(name)
+    aliases = {str(version): alias for alias, version in model.aliases.items()}
+    lines = [f"# {name}", ""]
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version), reverse=True)
+    for version in versions:
+        run = client.get_run(version.run_id)
+        metrics = {k: v for k, v in run.data.metrics.items() if k.endswith("test_accuracy")}
+        alias = f"  @{aliases[str(version.version)]}" if str(version.version) in aliases else ""
+        lines += [
+            f"## version {version.version}{alias}",
+            f"- run: {version.run_id} ({run.info.artifact_uri}/report/evaluation.md)",
+            f"- data digest: {version.tags.get('data_digest')}",
+            f"- training digest: {version.tags.get('training_digest')}",
+            f"- code: {version.tags.get('code_version')}",
+            f"- bAbI tasks: {version.tags.get('babi_tasks')}; size {run.data.params.get('size')}; "
+            f"seed {run.data.params.get('train.seed')}; hidden {run.data.params.get('model.hidden_size')}",
+            "- test accuracy: " + ", ".join(f"{k.split('.')[0]} {v:.4f}" for k, v in sorted(metrics.items())),
+            "",
+        ]
+    lines += ["## promotion history (newest first)", ""]
+    decisions = history(name, tracking_uri)
+    lines += [
+        f"- {d['at']}: {d['action']} version {d['version']} (champion {d['champion_before']} -> "
+        f"{d['champion_after']}): {d['reason']}"
+        for d in decisions
+    ] or ["- none"]
+    lines.append(f"\naliases: {CHAMPION} = {_get(model, CHAMPION)}, {CHALLENGER} = {_get(model, CHALLENGER)}")
+    return "\n".join(lines) + "\n"
+
+
+def _get(model, alias: str) -> str:
+    return str(model.aliases.get(alias, "none"))

@@ -1,0 +1,89 @@
+"""Operations flows: retrain (the bAbI flow, then promote if better), promote, rollback.
+
+Parameters are typed pydantic models with defaults and descriptions, so the Prefect UI shows a form.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, Field
+
+from dmn.config import BabiRunConfig
+from dmn.promotion import Decision
+from dmn.promotion import promote as gate_and_promote
+from dmn.promotion import rollback as roll_back
+from flows.babi import babi_flow
+from tasks.babi import is_transient
+
+
+class PromotionConfig(BaseModel):
+    """How a version is promoted to `champion`."""
+
+    model_name: str = Field("dmn-babi", description="Registered model name.")
+    version: str | None = Field(None, description="Version to promote (default: the challenger).")
+    tolerance: float = Field(0.0, ge=0, le=1, description="Accuracy a bAbI task may lose against the champion.")
+    force: bool = Field(False, description="Promote without the gate (needs a reason).")
+    reason: str | None = Field(None, description="Why; recorded with the decision.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
+
+
+class RollbackConfig(BaseModel):
+    model_name: str = Field("dmn-babi", description="Registered model name.")
+    reason: str = Field("rollback", description="Why; recorded with the decision.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
+
+
+def _publish(decision: Decision, model_name: str) -> None:
+    create_markdown_artifact(
+        key=f"{model_name}-decision",
+        markdown=(
+            f"**{decision.action}** {model_name} version {decision.version}: {decision.reason}\n\n"
+            f"champion: {decision.champion_before} -> {decision.champion_after} ({decision.at})"
+        ),
+        description="promotion decision",
+    )
+    get_run_logger().info("%s version %s: %s", decision.action, decision.version, decision.reason)
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
+def promote_version(config: PromotionConfig) -> Decision:
+    """Gate the version and move `champion` if it passes (all or nothing); record the decision."""
+    decision = gate_and_promote(
+        config.model_name,
+        config.version,
+        force=config.force,
+        reason=config.reason,
+        tolerance=config.tolerance,
+        tracking_uri=config.tracking_uri,
+    )
+    _publish(decision, config.model_name)
+    return decision
+
+
+@flow(name="dmn-promote")
+def promote_flow(config: PromotionConfig = PromotionConfig()) -> Decision:  # noqa: B008 (UI form defaults)
+    """Promote a version (default: the challenger) to champion if it passes the gate."""
+    return promote_version(config)
+
+
+@flow(name="dmn-rollback")
+def rollback_flow(config: RollbackConfig = RollbackConfig()) -> Decision:  # noqa: B008 (UI form defaults)
+    """Move `champion` back to the version it replaced."""
+    decision = roll_back(config.model_name, reason=config.reason, tracking_uri=config.tracking_uri)
+    _publish(decision, config.model_name)
+    return decision
+
+
+@flow(name="dmn-retrain")
+def retrain_flow(
+    config: BabiRunConfig = BabiRunConfig(),  # noqa: B008 (UI form defaults)
+    tolerance: float = 0.0,
+) -> Decision:
+    """Ingest -> tokenise -> train -> evaluate -> register (as challenger) -> promote if better."""
+    outcome = babi_flow(config)
+    version = outcome["version"]
+    promotion = PromotionConfig(
+        model_name=config.model_name, version=version.version, tolerance=tolerance, tracking_uri=config.tracking_uri
+    )
+    return promote_version(promotion)

@@ -1,0 +1,156 @@
+"""Operations end to end against real servers started here: `prefect server start` and `mlflow server` on
+127.0.0.1 (SQLite), the deployments of prefect.yaml, a process worker, a retrain run created through the
+API call of the UI's Run button, and the champion answering over HTTP from `mlflow models serve`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ops")
+    prefect_port, mlflow_port = _free_port(), _free_port()
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}:{os.environ['PATH']}",
+        PREFECT_HOME=str(tmp / "prefect-home"),
+        PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    processes = []
+
+    def start(*command, **kwargs):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+        processes.append(process)
+        return process
+
+    prefect = start(str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port))
+    mlflow = start(
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(tmp / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlflow_port),
+        "--workers",
+        "1",
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{prefect_port}/api/health", prefect)
+        _wait_http(f"http://127.0.0.1:{mlflow_port}/health", mlflow)
+        yield tmp, env, start
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _run(env, *command, timeout=300):
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, babi_root):
+    tmp, env, start = servers
+    _run(env, str(BIN / "prefect"), "work-pool", "create", "dmn-local", "--type", "process")
+    _run(env, str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+    start(str(BIN / "prefect"), "worker", "start", "--pool", "dmn-local", cwd=ROOT)
+    parameters = {
+        "config": {
+            "babi_tasks": [1],
+            "source": str(babi_root),
+            "data_root": str(tmp / "data"),
+            "model": {"hidden_size": 16},
+            "train": {"max_epochs": 2, "batch_size": 64},
+        }
+    }
+    script = textwrap.dedent(
+        f"""
+        from prefect.deployments import run_deployment
+        run = run_deployment("dmn-retrain/retrain", parameters={parameters!r}, timeout=600)
+        print(run.state.name)
+        """
+    )
+    assert _run(env, sys.executable, "-c", script, timeout=660).strip().splitlines()[-1] == "Completed"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("dmn-babi", "champion")
+    assert str(champion.version) == "1"
+    assert str(client.get_model_version_by_alias("dmn-babi", "challenger").version) == "1"
+    decisions = [json.loads(v) for k, v in champion.tags.items() if k.startswith("dmn.decision.")]
+    assert [(d["action"], d["reason"]) for d in decisions] == [("promote", "no champion yet")]
+    schedules = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
+    assert "0 3 * * 1" in schedules and "'active': False" in schedules
+
+
+def test_champion_answers_over_http_from_mlflow_models_serve(servers):
+    tmp, env, start = servers
+    port = _free_port()
+    server = start(
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/dmn-babi@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    )
+    _wait_http(f"http://127.0.0.1:{port}/ping", server, timeout=180)
+    story = "Mary went to the kitchen.\nJohn moved to the garden."
+    body = json.dumps({"dataframe_split": {"columns": ["story", "question"], "data": [[story, "Where is Mary?"]]}})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        predictions = json.loads(response.read())["predictions"]
+    script = (
+        "import json, sys, mlflow, pandas; m = mlflow.pyfunc.load_model('models:/dmn-babi@champion'); "
+        "print(json.dumps(list(m.predict(pandas.DataFrame({'story': [sys.argv[1]], 'question': ['Where is Mary?']})))))"
+    )
+    assert predictions == json.loads(_run(env, sys.executable, "-c", script, story).strip().splitlines()[-1])
+    assert len(predictions) == 1 and isinstance(predictions[0], str)

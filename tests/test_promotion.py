@@ -1,0 +1,103 @@
+"""Promotion by alias on a real MLflow registry (SQLite): the gate, a forced override, rollback, refusals,
+and the aliases left as they were when a step fails."""
+
+import copy
+import glob
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dmn.babi import load_checkpoint
+from dmn.data.parquet import tokenise_babi
+from dmn.data.sources import ingest_babi
+from dmn.errors import ConfigError
+from dmn.promotion import CHALLENGER, CHAMPION, history, promote, rollback
+from dmn.registry import register_babi_run
+from dmn.report import report_markdown
+
+
+@pytest.fixture
+def registry(trained, tmp_path, monkeypatch):
+    """A fresh registry and a function registering the trained models as a new version with given accuracy."""
+    tmp, config, state = trained
+    monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
+    config = config.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path / 'registry.db'}"})
+    dataset = tokenise_babi(ingest_babi(config.source, config.size, config.data_root), config.data_root)
+    (checkpoint,) = glob.glob(f"{config.data_root}/models/**/babi_task_1.pt", recursive=True)
+    histories = {1: load_checkpoint(checkpoint)[1]["history"]}
+
+    def register(accuracy: float, data_digest: str | None = None) -> str:
+        report = copy.deepcopy(state.result()["report"])
+        report["babi_tasks"][0]["accuracy"] = accuracy
+        report["training_digest"] = f"variant-{accuracy}-{data_digest}"  # a new version each time
+        report["data_digest"] = data_digest or report["data_digest"]
+        version = register_babi_run(config, dataset, {1: checkpoint}, report, report_markdown(report), histories)
+        return version.version
+
+    return config, register, MlflowClient(config.tracking_uri)
+
+
+def _alias(client, name, alias):
+    return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def test_gate_promotes_only_a_better_challenger_and_records_every_decision(registry):
+    config, register, client = registry
+    name, uri = config.model_name, config.tracking_uri
+    first = register(0.90)
+    assert _alias(client, name, CHALLENGER) == first
+    assert promote(name, tracking_uri=uri).promoted  # no champion yet
+    worse = register(0.85)
+    decision = promote(name, tracking_uri=uri)
+    assert not decision.promoted and "worse than the champion" in decision.reason
+    assert _alias(client, name, CHAMPION) == first
+    assert promote(name, tracking_uri=uri, tolerance=0.1).reason.startswith("not better on the mean")
+    better = register(0.95)
+    assert promote(name, tracking_uri=uri).promoted and _alias(client, name, CHAMPION) == better
+    other_data = register(0.99, data_digest="another-test-set")
+    assert "other test data" in promote(name, other_data, tracking_uri=uri).reason
+    forced = promote(name, worse, force=True, reason="hotfix for a customer", tracking_uri=uri)
+    assert forced.promoted and _alias(client, name, CHAMPION) == worse
+    back = rollback(name, tracking_uri=uri)
+    assert back.version == better and _alias(client, name, CHAMPION) == better
+    actions = [d["action"] for d in history(name, tracking_uri=uri)]
+    assert actions == ["rollback", "force", "reject", "promote", "reject", "reject", "promote"]
+    assert any("hotfix for a customer" in value for value in client.get_model_version(name, worse).tags.values())
+
+
+def test_refusals_leave_the_registry_unchanged(registry):
+    config, register, client = registry
+    name, uri = config.model_name, config.tracking_uri
+    with pytest.raises(ConfigError, match="no 'challenger' alias"):
+        promote(name, tracking_uri=uri)  # a model without versions or aliases
+    version = register(0.9)
+    with pytest.raises(ConfigError, match="has no version '42'"):
+        promote(name, "42", tracking_uri=uri)
+    with pytest.raises(ConfigError, match="needs --reason"):
+        promote(name, version, force=True, tracking_uri=uri)
+    with pytest.raises(ConfigError, match="no 'champion' alias to roll back"):
+        rollback(name, tracking_uri=uri)
+    assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {CHALLENGER: version}
+    assert history(name, tracking_uri=uri) == []
+
+
+def test_audit_lists_versions_with_lineage_and_the_promotion_history(registry):
+    import subprocess
+    import sys
+
+    config, register, client = registry
+    first, second = register(0.9), register(0.95)
+    promote(config.model_name, first, tracking_uri=config.tracking_uri)
+    promote(config.model_name, second, tracking_uri=config.tracking_uri)
+    done = subprocess.run(
+        [sys.executable, "-m", "dmn.cli", "audit", config.model_name, "--tracking-uri", config.tracking_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.index(f"## version {second}  @champion") < text.index(f"## version {first}")
+    assert "data digest: " in text and "babi_task_1 0.9500" in text
+    history_part = text.split("## promotion history")[1]
+    assert history_part.index(f"promote version {second}") < history_part.index(f"promote version {first}")
