@@ -111,7 +111,7 @@ def promote(
         passes, why = gate(version_report(client, name, version), version_report(client, name, champion), tolerance)
         action = "promote" if passes else "reject"
     after = version if action in ("promote", "force") else champion
-    decision = Decision(action, version, champion, after, why, datetime.now(UTC).isoformat())
+    decision = Decision(action, version, champion, after, why, _now())
     with _aliases_restored_on_failure(client, name):
         if action != "reject":
             if champion is not None and champion != version:
@@ -130,7 +130,7 @@ def rollback(name: str, *, reason: str = "rollback", tracking_uri: str | None = 
     previous = client.get_model_version(name, champion).tags.get(PREVIOUS_TAG)
     if previous is None:
         raise ConfigError(f"{name} version {champion} replaced no earlier champion: nothing to roll back to")
-    decision = Decision("rollback", previous, champion, previous, reason, datetime.now(UTC).isoformat())
+    decision = Decision("rollback", previous, champion, previous, reason, _now())
     with _aliases_restored_on_failure(client, name):
         client.set_registered_model_alias(name, CHAMPION, previous)
         _record(client, name, champion, decision)
@@ -177,3 +177,8 @@ class _aliases_restored_on_failure:
             else:
                 self.client.set_registered_model_alias(self.name, alias, version)
         return False
+
+
+def _now() -> str:
+    """UTC time as it can stand in an MLflow tag key (no '+'), sortable as text."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
