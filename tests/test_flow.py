@@ -162,7 +162,10 @@ def test_missing_test_file_and_wrong_checksum_fail_the_flow_and_write_nothing(pr
     assert not MlflowClient(config.tracking_uri).search_registered_models()
 
 
-def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss(prefect_api, babi_en, tmp_path):
+def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss(
+    prefect_api, babi_en, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # MLflow writes a SQLite store's artifacts under the working directory
     from dmn.checkpoint import load_checkpoint
     from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 
