@@ -64,6 +64,13 @@ def version_report(client: MlflowClient, name: str, version: str) -> dict:
             return json.load(stream)
 
 
+def champion_report(config) -> dict | None:
+    """The evaluation report of `config.model_name`'s champion, or None when it has none."""
+    client = _client(config.tracking_uri)
+    champion = alias_version(client, config.model_name, CHAMPION)
+    return version_report(client, config.model_name, champion) if champion else None
+
+
 def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
     """(passes, reason) of the promotion gate on two evaluation reports."""
     if candidate["data_digest"] != champion["data_digest"]:

@@ -67,6 +67,7 @@ def register_babi_run(
     report: dict,
     markdown: str,
     histories: dict[int, list[dict]],
+    html: str | None = None,
 ) -> RegisteredVersion:
     """Log params, metrics, report and the pyfunc model; register it as a new version of config.model_name."""
     if config.tracking_uri:
@@ -93,6 +94,8 @@ def register_babi_run(
         mlflow.log_metric("test_mean_error", report["mean_error"])
         mlflow.log_dict(report, "report/evaluation.json")
         mlflow.log_text(markdown, "report/evaluation.md")
+        if html is not None:
+            mlflow.log_text(html, "report/evaluation.html")
 
         artifacts = {"vocab": str(dataset.vocab_path)}
         artifacts.update({f"babi_task_{t}": path for t, path in checkpoints.items()})

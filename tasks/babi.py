@@ -19,6 +19,8 @@ from dmn.config import BabiRunConfig, DistributedConfig, ModelConfig, TrainConfi
 from dmn.data.parquet import TokenisedBabi, tokenise_babi
 from dmn.data.sources import RawBabi, TransientSourceError, ingest_babi, source_fingerprint
 from dmn.distributed import launch
+from dmn.html_report import attention_examples, render_html
+from dmn.promotion import champion_report
 from dmn.registry import RegisteredVersion, register_babi_run
 from dmn.report import build_report, report_markdown
 from dmn.version import code_digest
@@ -120,7 +122,8 @@ def register(
 ) -> RegisteredVersion:
     """Log the run to MLflow and register the models (or find the version already registered)."""
     histories = {t: load_checkpoint(path)[1]["history"] for t, path in checkpoints.items()}
-    version = register_babi_run(config, dataset, checkpoints, document, report_markdown(document), histories)
+    html = render_html(document, histories, attention_examples(dataset, checkpoints), champion_report(config))
+    version = register_babi_run(config, dataset, checkpoints, document, report_markdown(document), histories, html)
     verb = "registered" if version.created else "already registered as"
     get_run_logger().info("%s %s version %s", verb, version.name, version.version)
     return version

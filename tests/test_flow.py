@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -59,6 +60,10 @@ def test_first_run_trains_evaluates_and_registers(trained):
         open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.json")).read()
     )
     assert evaluation["babi_tasks"][0]["accuracy"] == task_1["accuracy"]
+    page = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.html"))
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 3  # training curves and two heat maps, embedded
+    assert "no champion yet" in text and report["data_digest"] in text and "http" not in text.split("<body>")[1]
 
     with get_client(sync_client=True) as prefect:
         artifact = prefect.read_latest_artifacts()
