@@ -92,10 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("model_name", help="registered model name")
     rollback.add_argument("--reason", default="rollback", help="why, recorded with the decision")
     rollback.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    evaluate = commands.add_parser("evaluate", help="evaluate a registered version or alias against a dataset")
+    evaluate.add_argument("model_uri", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    evaluate.add_argument("--source", default="bundled", help="as `dmn run babi --source`")
+    evaluate.add_argument("--size", choices=["1k", "10k"], default="1k", help="dataset size")
+    evaluate.add_argument("--data-root", default="data", help="where ingested data are written")
+    evaluate.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     audit = commands.add_parser("audit", help="every version with its lineage, and the promotion history")
     audit.add_argument("model_name", help="registered model name")
     audit.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     return parser
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from dmn.reevaluate import evaluate_registered
+    from dmn.report import report_markdown
+
+    report, run_id = evaluate_registered(args.model_uri, args.source, args.size, args.data_root, args.tracking_uri)
+    print(report_markdown(report))
+    print(f"Evaluation logged as MLflow run {run_id} (report/evaluation.html)")
 
 
 def audit(args: argparse.Namespace) -> None:
@@ -204,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     from dmn.errors import DMNError
 
     try:
-        {"run": run_babi, "ask": ask, "promote": promote, "rollback": rollback, "audit": audit}[args.command](args)
+        {"run": run_babi, "ask": ask, "promote": promote, "rollback": rollback, "audit": audit, "evaluate": evaluate}[
+            args.command
+        ](args)
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,9 @@ Parameters are typed pydantic models with defaults and descriptions, so the Pref
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
@@ -13,6 +16,8 @@ from dmn.config import BabiRunConfig
 from dmn.promotion import Decision
 from dmn.promotion import promote as gate_and_promote
 from dmn.promotion import rollback as roll_back
+from dmn.reevaluate import evaluate_registered
+from dmn.report import report_markdown
 from flows.babi import babi_flow
 from tasks.babi import is_transient
 
@@ -32,6 +37,28 @@ class RollbackConfig(BaseModel):
     model_name: str = Field("dmn-babi", description="Registered model name.")
     reason: str = Field("rollback", description="Why; recorded with the decision.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
+
+
+class EvaluateConfig(BaseModel):
+    """Which registered version to evaluate, on which data."""
+
+    model_uri: str = Field("models:/dmn-babi@champion", description="models:/NAME/VERSION or models:/NAME@ALIAS.")
+    source: str = Field("bundled", description="Dataset: 'bundled', a folder, a tarball path or URL, or hf:NAME.")
+    size: Literal["1k", "10k"] = Field("1k", description="Dataset size.")
+    data_root: str = Field("data", description="Where ingested data are written.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
+
+
+@flow(name="dmn-evaluate")
+def evaluate_flow(config: EvaluateConfig = EvaluateConfig()) -> dict:  # noqa: B008 (UI form defaults)
+    """Evaluate a registered version or alias against a dataset; the report goes to MLflow and the UI."""
+    report, run_id = evaluate_registered(
+        config.model_uri, config.source, config.size, str(Path(config.data_root).resolve()), config.tracking_uri
+    )
+    create_markdown_artifact(
+        key="dmn-evaluation", markdown=report_markdown(report), description=f"{config.model_uri} (run {run_id})"
+    )
+    return report
 
 
 def _publish(decision: Decision, model_name: str) -> None:

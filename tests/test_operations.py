@@ -120,6 +120,15 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     assert str(client.get_model_version_by_alias("dmn-babi", "challenger").version) == "1"
     decisions = [json.loads(v) for k, v in champion.tags.items() if k.startswith("dmn.decision.")]
     assert [(d["action"], d["reason"]) for d in decisions] == [("promote", "no champion yet")]
+    evaluation = {"config": {"source": str(babi_root), "data_root": str(tmp / "data")}}  # the champion, by default
+    script = textwrap.dedent(
+        f"""
+        from prefect.deployments import run_deployment
+        print(run_deployment("dmn-evaluate/evaluate", parameters={evaluation!r}, timeout=600).state.name)
+        """
+    )
+    assert _run(env, sys.executable, "-c", script, timeout=660).strip().splitlines()[-1] == "Completed"
+    assert "last_evaluation_run" in client.get_model_version("dmn-babi", "1").tags
     schedules = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "0 3 * * 1" in schedules and "'active': False" in schedules
 

@@ -101,3 +101,30 @@ def test_audit_lists_versions_with_lineage_and_the_promotion_history(registry):
     assert "data digest: " in text and "babi_task_1 0.9500" in text
     history_part = text.split("## promotion history")[1]
     assert history_part.index(f"promote version {second}") < history_part.index(f"promote version {first}")
+
+
+def test_evaluate_a_version_by_alias_and_refuse_a_dataset_with_another_vocabulary(registry, babi_en, tmp_path):
+    from dmn.reevaluate import evaluate_registered
+
+    config, register, client = registry
+    version = register(0.5)
+    promote(config.model_name, version, tracking_uri=config.tracking_uri)
+    report, run_id = evaluate_registered(
+        f"models:/{config.model_name}@champion", config.source, "1k", config.data_root, config.tracking_uri
+    )
+    assert report["babi_tasks"][0]["accuracy"] >= 0.95  # the real test accuracy of the trained model
+    assert client.get_model_version(config.model_name, version).tags["last_evaluation_run"] == run_id
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        (other / path.name).write_text(path.read_text().replace("Mary", "Zelda"))
+    tags_before = client.get_model_version(config.model_name, version).tags
+    with pytest.raises(ConfigError, match="another vocabulary"):
+        evaluate_registered(
+            f"models:/{config.model_name}/{version}", str(other), "1k", str(tmp_path / "d"), config.tracking_uri
+        )
+    with pytest.raises(ConfigError, match="no such registered version"):
+        evaluate_registered(
+            f"models:/{config.model_name}/99", str(other), "1k", str(tmp_path / "d"), config.tracking_uri
+        )
+    assert client.get_model_version(config.model_name, version).tags == tags_before
