@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--size", choices=["1k", "10k"], default="1k", help="dataset size")
     evaluate.add_argument("--data-root", default="data", help="where ingested data are written")
     evaluate.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    schedule = commands.add_parser("schedule", help="set the cron schedule of a deployment on the Prefect server")
+    schedule.add_argument("deployment", help="flow/deployment, e.g. dmn-retrain/retrain")
+    schedule.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * 1' (Mondays 03:00)")
+    schedule.add_argument("--timezone", default="UTC", help="time zone of the cron expression")
+    schedule.add_argument("--inactive", action="store_true", help="store it switched off")
     audit = commands.add_parser("audit", help="every version with its lineage, and the promotion history")
     audit.add_argument("model_name", help="registered model name")
     audit.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
@@ -111,6 +116,12 @@ def evaluate(args: argparse.Namespace) -> None:
     report, run_id = evaluate_registered(args.model_uri, args.source, args.size, args.data_root, args.tracking_uri)
     print(report_markdown(report))
     print(f"Evaluation logged as MLflow run {run_id} (report/evaluation.html)")
+
+
+def schedule(args: argparse.Namespace) -> None:
+    from dmn.scheduling import set_schedule
+
+    print(set_schedule(args.deployment, args.cron, args.timezone, active=not args.inactive))
 
 
 def audit(args: argparse.Namespace) -> None:
@@ -219,9 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     from dmn.errors import DMNError
 
     try:
-        {"run": run_babi, "ask": ask, "promote": promote, "rollback": rollback, "audit": audit, "evaluate": evaluate}[
-            args.command
-        ](args)
+        {
+            "run": run_babi,
+            "ask": ask,
+            "promote": promote,
+            "rollback": rollback,
+            "audit": audit,
+            "evaluate": evaluate,
+            "schedule": schedule,
+        }[args.command](args)
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

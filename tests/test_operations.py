@@ -131,6 +131,19 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     assert "last_evaluation_run" in client.get_model_version("dmn-babi", "1").tags
     schedules = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "0 3 * * 1" in schedules and "'active': False" in schedules
+    bad = subprocess.run(
+        [sys.executable, "-m", "dmn.cli", "schedule", "dmn-retrain/retrain", "--cron", "every monday"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--cron 'every monday'" in bad.stderr and "is not a cron schedule" in bad.stderr
+    unchanged = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
+    assert "0 3 * * 1" in unchanged and "'active': False" in unchanged
+    _run(env, sys.executable, "-m", "dmn.cli", "schedule", "dmn-retrain/retrain", "--cron", "30 2 * * *")
+    changed = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
+    assert "30 2 * * *" in changed and "'active': True" in changed
 
 
 def test_champion_answers_over_http_from_mlflow_models_serve(servers):
