@@ -128,3 +128,22 @@ def test_evaluate_a_version_by_alias_and_refuse_a_dataset_with_another_vocabular
             f"models:/{config.model_name}/99", str(other), "1k", str(tmp_path / "d"), config.tracking_uri
         )
     assert client.get_model_version(config.model_name, version).tags == tags_before
+
+
+def test_a_failure_midway_leaves_the_aliases_as_they_were(registry, monkeypatch):
+    config, register, client = registry
+    first, second = register(0.9), register(0.95)
+    promote(config.model_name, first, tracking_uri=config.tracking_uri)
+    real = MlflowClient.set_model_version_tag
+
+    def tracking_server_drops_out(self, name, version, key, value):  # the last step of a promotion fails
+        if key.startswith("dmn.decision."):
+            raise ConnectionError("tracking server went away")
+        return real(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tracking_server_drops_out)
+    with pytest.raises(ConnectionError):
+        promote(config.model_name, second, tracking_uri=config.tracking_uri)
+    monkeypatch.undo()
+    assert _alias(client, config.model_name, CHAMPION) == first
+    assert _alias(client, config.model_name, CHALLENGER) == second
