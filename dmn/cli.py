@@ -131,15 +131,18 @@ def audit(args: argparse.Namespace) -> None:
 
 
 def promote(args: argparse.Namespace) -> None:
-    from dmn.promotion import promote as gate_and_promote
+    from dmn.config import PromotionConfig
+    from dmn.promotion import apply_promotion
 
-    decision = gate_and_promote(
-        args.model_name,
-        args.version,
-        force=args.force,
-        reason=args.reason,
-        tolerance=args.tolerance,
-        tracking_uri=args.tracking_uri,
+    decision = apply_promotion(
+        PromotionConfig(
+            model_name=args.model_name,
+            version=args.version,
+            tolerance=args.tolerance,
+            force=args.force,
+            reason=args.reason,
+            tracking_uri=args.tracking_uri,
+        )
     )
     verb = "champion is now" if decision.promoted else "champion stays"
     print(f"{decision.action}: {args.model_name} version {decision.version}: {decision.reason}")

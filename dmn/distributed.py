@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -93,7 +94,20 @@ def _worker(function: Callable, args: tuple, device: str):
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     else:  # share the cores, as torchrun's OMP_NUM_THREADS=1 would, without starving a big machine
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    # Each restart round joins under its own key prefix: the launcher's store outlives a failed round, and
+    # a restarted rank must not read the addresses of the ranks that died (gloo then dials dead ports).
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=not agent_store and rank == 0,
+        multi_tenant=True,
+        timeout=timedelta(minutes=10),
+    )
+    prefixed = dist.PrefixStore(f"/dmn/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    dist.init_process_group("nccl" if use_cuda else "gloo", store=prefixed, rank=rank, world_size=world_size)
     try:
         return function(*args)
     finally:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dmn.config import PromotionConfig
 from dmn.errors import ConfigError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -126,6 +127,18 @@ def promote(
             client.set_registered_model_alias(name, CHAMPION, version)
         _record(client, name, version, decision)
     return decision
+
+
+def apply_promotion(config: PromotionConfig) -> Decision:
+    """`promote` with the parameters of the CLI, the flow and the deployment."""
+    return promote(
+        config.model_name,
+        config.version,
+        force=config.force,
+        reason=config.reason,
+        tolerance=config.tolerance,
+        tracking_uri=config.tracking_uri,
+    )
 
 
 def rollback(name: str, *, reason: str = "rollback", tracking_uri: str | None = None) -> Decision:

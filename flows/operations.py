@@ -6,47 +6,17 @@ Parameters are typed pydantic models with defaults and descriptions, so the Pref
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
 
-from dmn.config import BabiRunConfig
-from dmn.promotion import Decision
-from dmn.promotion import promote as gate_and_promote
+from dmn.config import BabiRunConfig, EvaluateConfig, PromotionConfig, RollbackConfig
+from dmn.promotion import Decision, apply_promotion
 from dmn.promotion import rollback as roll_back
 from dmn.reevaluate import evaluate_registered
 from dmn.report import report_markdown
 from flows.babi import babi_flow
 from tasks.babi import is_transient
-
-
-class PromotionConfig(BaseModel):
-    """How a version is promoted to `champion`."""
-
-    model_name: str = Field("dmn-babi", description="Registered model name.")
-    version: str | None = Field(None, description="Version to promote (default: the challenger).")
-    tolerance: float = Field(0.0, ge=0, le=1, description="Accuracy a bAbI task may lose against the champion.")
-    force: bool = Field(False, description="Promote without the gate (needs a reason).")
-    reason: str | None = Field(None, description="Why; recorded with the decision.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
-
-
-class RollbackConfig(BaseModel):
-    model_name: str = Field("dmn-babi", description="Registered model name.")
-    reason: str = Field("rollback", description="Why; recorded with the decision.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
-
-
-class EvaluateConfig(BaseModel):
-    """Which registered version to evaluate, on which data."""
-
-    model_uri: str = Field("models:/dmn-babi@champion", description="models:/NAME/VERSION or models:/NAME@ALIAS.")
-    source: str = Field("bundled", description="Dataset: 'bundled', a folder, a tarball path or URL, or hf:NAME.")
-    size: Literal["1k", "10k"] = Field("1k", description="Dataset size.")
-    data_root: str = Field("data", description="Where ingested data are written.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
 
 
 @flow(name="dmn-evaluate")
@@ -76,14 +46,7 @@ def _publish(decision: Decision, model_name: str) -> None:
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
 def promote_version(config: PromotionConfig) -> Decision:
     """Gate the version and move `champion` if it passes (all or nothing); record the decision."""
-    decision = gate_and_promote(
-        config.model_name,
-        config.version,
-        force=config.force,
-        reason=config.reason,
-        tolerance=config.tolerance,
-        tracking_uri=config.tracking_uri,
-    )
+    decision = apply_promotion(config)
     _publish(decision, config.model_name)
     return decision
 

@@ -1,6 +1,8 @@
 """Functions the distributed tests run inside spawned workers and subprocesses (importable by name)."""
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -39,6 +41,18 @@ def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_
     path = Path(out_dir) / f"rank{rank}.pt"
     torch.save({"world_size": world_size, "best_state": live, "history": result.history}, path)
     return str(path)
+
+
+def fail_first_attempt_on_rank_1() -> int:
+    """Fails once on rank 1 while rank 0 is busy; after the launcher's restart returns the restart count."""
+    restarts = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+    torch.distributed.barrier()  # fail once the group is up, as a crash mid-training would
+    if restarts == 0:
+        if world()[0] == 1:
+            raise RuntimeError("first attempt fails")
+        time.sleep(30)  # rank 0 is still training when rank 1 dies: the agent stops it and restarts both
+    torch.distributed.barrier()
+    return restarts
 
 
 def fail_on_rank_1(message: str) -> None:

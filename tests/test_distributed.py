@@ -16,7 +16,7 @@ import torch
 from dmn.config import DistributedConfig, TrainConfig
 from dmn.distributed import DistributedTrainingError, launch
 from dmn.errors import ConfigError, DataError
-from tests.helpers import fail_on_rank_1, train_small
+from tests.helpers import fail_first_attempt_on_rank_1, fail_on_rank_1, train_small
 
 CONFIG = TrainConfig(max_epochs=3, patience=50, batch_size=32, seed=5)
 
@@ -127,6 +127,11 @@ def test_corrupt_or_foreign_progress_checkpoint_is_refused_and_kept(babi_en, tmp
 def test_failing_rank_error_reaches_the_caller():
     with pytest.raises(DistributedTrainingError, match="rank 1 failed.*bad shard at line 7"):
         launch(fail_on_rank_1, ("bad shard at line 7",), DistributedConfig(nproc_per_node=2), "cpu")
+
+
+def test_a_failed_worker_is_restarted_by_the_launcher():
+    config = DistributedConfig(nproc_per_node=2, max_restarts=1)
+    assert launch(fail_first_attempt_on_rank_1, (), config, "cpu") == 1
 
 
 def test_more_processes_than_cores_and_an_unreachable_endpoint_are_refused():
