@@ -7,7 +7,7 @@
 Why by hand: it runs once per fact and per pass, on small (B, H) tensors, so on a CPU its cost is the
 number of operations rather than their size. Autograd records ~11 operations a step and replays ~20 with
 its bookkeeping; `AttentionGRUScan` runs 5 forward and 9 backward, and computes the weight gradient of all
-steps in one matrix product (memory module ~15 % faster on the 2-core CPU; `bench/train_speed.py`).
+steps in one matrix product (the memory module ran ~15 % faster on the 2-core CPU when this was written).
 `tests/test_recurrence.py` checks it against autograd on a plain loop.
 """
 
