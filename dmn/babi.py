@@ -71,10 +71,12 @@ def train_babi_task(
     return str(path)
 
 
-def evaluate_babi_task(dataset: TokenisedBabi, babi_task: int, checkpoint: str) -> dict:
-    """Test-split metrics of one checkpoint, with its training summary and any data note."""
+def evaluate_babi_task(dataset: TokenisedBabi, babi_task: int, checkpoint: str, device: str = "auto") -> dict:
+    """Test-split metrics of one checkpoint, with its training summary and any data note.
+
+    The device is this machine's ('auto': CUDA when present), not the one the model was trained on."""
     model, meta = load_checkpoint(checkpoint)
-    device = resolve_device(meta["train_config"]["device"])
+    device = resolve_device(device)
     model.to(device)
     vocab = Vocabulary.load(dataset.vocab_path)
     limit = TrainConfig(**meta["train_config"]).sentence_limit(babi_task)

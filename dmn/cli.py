@@ -195,6 +195,9 @@ def run_babi(args: argparse.Namespace) -> None:
 
     outcome = babi_flow(config_from_args(args))
     version = outcome["version"]
+    if version is None:
+        print(f"node {args.node_rank}: training done; node 0 evaluates and registers")
+        return
     print(report_markdown(outcome["report"]))
     state = "registered" if version.created else "unchanged; already registered as"
     print(f"Model {state} {version.name} version {version.version}: {version.uri} (MLflow run {version.run_id})")

@@ -179,16 +179,17 @@ def train_dmn(
     )
 
 
-def _rng_state(device: torch.device) -> torch.Tensor:
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This rank's CPU and (on CUDA) device RNG states: dropout draws from the device's generator."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
 def _save_progress(path, state, model, optimizer, model_config, train_config, rank, world_size) -> None:
     """Rank 0 writes the epoch's state, with every rank's RNG state, to a temporary file, then renames."""
     device = next(model.parameters()).device
-    rng_states = [torch.get_rng_state()] if world_size == 1 else [None] * world_size
+    rng_states = [_rng_states(device)] if world_size == 1 else [None] * world_size
     if world_size > 1:
-        dist.all_gather_object(rng_states, torch.get_rng_state())
+        dist.all_gather_object(rng_states, _rng_states(device))
     if rank != 0:
         return
     payload = {
@@ -199,8 +200,8 @@ def _save_progress(path, state, model, optimizer, model_config, train_config, ra
         **state,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict(),
-        "rng_states": rng_states,
-        "device_rng_state": _rng_state(device) if device.type == "cuda" else None,
+        "rng_states": [state for state, _ in rng_states],
+        "device_rng_states": [state for _, state in rng_states],
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,10 +224,10 @@ def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
         raise DataError(path, "written for another configuration; remove it to start over")
     model.load_state_dict(payload["model_state"])
     optimizer.load_state_dict(payload["optimizer_state"])
-    rng_states = payload["rng_states"]
-    if len(rng_states) > rank:  # the same world size resumes exactly; another one keeps fresh streams
-        torch.set_rng_state(rng_states[rank])
-    if payload["device_rng_state"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(payload["device_rng_state"])
+    if len(payload["rng_states"]) > rank:  # the same world size resumes exactly; another keeps fresh streams
+        torch.set_rng_state(payload["rng_states"][rank])
+        device_state = payload["device_rng_states"][rank]
+        if device_state is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(device_state)
     keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_state")
     return {key: payload[key] for key in keys}

@@ -69,10 +69,12 @@ def rollback_flow(config: RollbackConfig = RollbackConfig()) -> Decision:  # noq
 def retrain_flow(
     config: BabiRunConfig = BabiRunConfig(),  # noqa: B008 (UI form defaults)
     tolerance: float = 0.0,
-) -> Decision:
+) -> Decision | None:
     """Ingest -> tokenise -> train -> evaluate -> register (as challenger) -> promote if better."""
     outcome = babi_flow(config)
     version = outcome["version"]
+    if version is None:  # a node other than 0: node 0 promotes
+        return None
     promotion = PromotionConfig(
         model_name=config.model_name, version=version.version, tolerance=tolerance, tracking_uri=config.tracking_uri
     )

@@ -35,9 +35,11 @@ def is_transient(task, task_run, state) -> bool:
     return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError))
 
 
-def _ingest_key(context, inputs) -> str:
-    """The source's content, not its path: an edited folder or a new tarball misses the cache."""
-    return source_fingerprint(inputs["source"], inputs["size"], inputs["sha256"]) + inputs["data_root"]
+def _ingest_key(context, inputs) -> str | None:
+    """The source's content, not its path: an edited folder or a new tarball misses the cache.
+    None (not cached) where the content is unknown before fetching: a hub dataset, a URL without sha256."""
+    fingerprint = source_fingerprint(inputs["source"], inputs["size"], inputs["sha256"])
+    return None if fingerprint is None else f"{fingerprint}:{inputs['sha256']}:{inputs['data_root']}"
 
 
 @task(

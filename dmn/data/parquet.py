@@ -22,6 +22,7 @@ from dmn.data.babi import SPLITS, find_babi_files, parse_babi_file
 from dmn.data.sources import RawBabi
 from dmn.data.vocab import Vocabulary, tokenize
 from dmn.errors import DataError
+from dmn.version import code_digest
 
 SCHEMA = pa.schema(
     [
@@ -64,7 +65,8 @@ class TokenisedBabi:
 
 def tokenise_babi(raw: RawBabi, data_root: str | Path) -> TokenisedBabi:
     """Parse and tokenise every file of `raw`; write Parquet and the vocabulary atomically."""
-    target = Path(data_root) / "tokens" / f"babi-{raw.size}-{raw.digest[:16]}"
+    # the reader's and tokeniser's code is part of the name: a change to them re-tokenises
+    target = Path(data_root) / "tokens" / f"babi-{raw.size}-{raw.digest[:16]}-{code_digest()[:8]}"
     files, _ = find_babi_files(Path(raw.path), raw.size)
     tasks = tuple(sorted({babi_task for babi_task, _ in files}))
     if not target.is_dir():
@@ -117,6 +119,10 @@ def _write(target: Path, tables: dict[int, pa.Table], vocab: Vocabulary, raw: Ra
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.is_dir():  # else a concurrent run wrote the same content first
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -91,10 +91,16 @@ def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: 
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-        for (babi_task, split), path in files.items():
-            shutil.copyfile(path, staging / f"qa{babi_task}_babi_{split}.txt")
-        (staging / "fallbacks.json").write_text(json.dumps(fallbacks))
-        staging.rename(target)
+        try:
+            for (babi_task, split), path in files.items():
+                shutil.copyfile(path, staging / f"qa{babi_task}_babi_{split}.txt")
+            (staging / "fallbacks.json").write_text(json.dumps(fallbacks))
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # else a concurrent run stored the same content first
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return RawBabi(str(target), hexdigest, size, fallbacks)
 
 
