@@ -7,6 +7,7 @@ existing version and writes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,11 @@ def register_babi_run(
     report: dict,
     markdown: str,
     histories: dict[int, list[dict]],
-    html: str | None = None,
+    render_html: Callable[[], str] | None = None,
 ) -> RegisteredVersion:
-    """Log params, metrics, report and the pyfunc model; register it as a new version of config.model_name."""
+    """Log params, metrics, report and the pyfunc model; register it as a new version of config.model_name.
+
+    `render_html` builds the audit page; it is called only when a new version is registered."""
     if config.tracking_uri:
         mlflow.set_tracking_uri(config.tracking_uri)
     client = MlflowClient()
@@ -94,8 +97,8 @@ def register_babi_run(
         mlflow.log_metric("test_mean_error", report["mean_error"])
         mlflow.log_dict(report, "report/evaluation.json")
         mlflow.log_text(markdown, "report/evaluation.md")
-        if html is not None:
-            mlflow.log_text(html, "report/evaluation.html")
+        if render_html is not None:
+            mlflow.log_text(render_html(), "report/evaluation.html")
 
         artifacts = {"vocab": str(dataset.vocab_path)}
         artifacts.update({f"babi_task_{t}": path for t, path in checkpoints.items()})

@@ -124,8 +124,13 @@ def register(
 ) -> RegisteredVersion:
     """Log the run to MLflow and register the models (or find the version already registered)."""
     histories = {t: load_checkpoint(path)[1]["history"] for t, path in checkpoints.items()}
-    html = render_html(document, histories, attention_examples(dataset, checkpoints), champion_report(config))
-    version = register_babi_run(config, dataset, checkpoints, document, report_markdown(document), histories, html)
+
+    def audit_page() -> str:
+        return render_html(document, histories, attention_examples(dataset, checkpoints), champion_report(config))
+
+    version = register_babi_run(
+        config, dataset, checkpoints, document, report_markdown(document), histories, audit_page
+    )
     verb = "registered" if version.created else "already registered as"
     get_run_logger().info("%s %s version %s", verb, version.name, version.version)
     return version
