@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dmn import storage
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import encode_stories
@@ -36,15 +37,18 @@ def train_babi_task(
     progress: bool = False,
     on_epoch=None,
 ) -> str:
-    """Train one DMN+ on one bAbI task; returns the checkpoint path (an existing one is reused)."""
+    """Train one DMN+ on one bAbI task; returns the checkpoint's location (an existing one is reused).
+
+    `models_root` is a local folder or an object-storage URI (dmn/storage.py)."""
     key = training_digest(dataset.digest, [babi_task], model_config, train_config)
-    path = Path(models_root) / f"babi-{dataset.size}-{key[:16]}" / f"babi_task_{babi_task}.pt"
-    if path.is_file():
-        return str(path)
+    folder = storage.join(models_root, f"babi-{dataset.size}-{key[:16]}")
+    path = storage.join(folder, f"babi_task_{babi_task}.pt")
+    if storage.exists(path):
+        return path
     vocab = Vocabulary.load(dataset.vocab_path)
     limit = train_config.sentence_limit(babi_task)
     train_rows, valid_rows = split_validation(dataset.read(babi_task, "train"), train_config.valid_fraction)
-    progress_path = path.with_name(f"babi_task_{babi_task}.progress.pt")  # resumes a killed run
+    progress_path = storage.join(folder, f"babi_task_{babi_task}.progress.pt")  # resumes a killed run
     result = train_dmn(
         encode_stories(train_rows, vocab, limit),
         encode_stories(valid_rows, vocab, limit),
@@ -57,7 +61,7 @@ def train_babi_task(
         progress_path=progress_path,
     )
     if world()[0] != 0:
-        return str(path)
+        return path
     save_checkpoint(
         path,
         result,
@@ -67,8 +71,8 @@ def train_babi_task(
         answer_size=len(vocab.answers),
         babi_task=babi_task,
     )
-    progress_path.unlink(missing_ok=True)
-    return str(path)
+    storage.delete(progress_path)
+    return path
 
 
 def evaluate_babi_task(dataset: TokenisedBabi, babi_task: int, checkpoint: str, device: str = "auto") -> dict:

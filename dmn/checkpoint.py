@@ -1,15 +1,12 @@
 """Model checkpoints that describe themselves: config, vocabulary sizes, bAbI task, history, weights.
 
-Written atomically (temporary file, then rename) and read with `torch.load(weights_only=True)`.
+Written whole or not at all, to a local path or an object-storage URI (dmn/storage.py), and read with
+`torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import torch
-
+from dmn import storage
 from dmn.config import ModelConfig, TrainConfig
 from dmn.errors import DataError
 from dmn.model import DMNPlus
@@ -41,17 +38,13 @@ def save_checkpoint(
         "seconds": result.seconds,
         "state_dict": result.state_dict,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    storage.save_torch(payload, path)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[DMNPlus, dict]:
     """The model in eval mode, and the checkpoint's metadata."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = storage.load_torch(path, map_location=device)
     except Exception as error:  # a truncated or foreign file: say which
         raise DataError(path, f"not a readable checkpoint ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from dmn.config import BabiRunConfig, DistributedConfig, ModelConfig, TrainConfig, parse_babi_tasks
+from dmn.config import BabiRunConfig, DistributedConfig, EvaluateConfig, ModelConfig, TrainConfig, parse_babi_tasks
 
 
 def _babi_tasks(text: str) -> list[int]:
@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     launcher.add_argument("--rdzv-id", default=dist.rdzv_id, help="job id shared by the nodes")
     launcher.add_argument("--rdzv-timeout", type=int, default=dist.rdzv_timeout, help="seconds to wait for nodes")
     launcher.add_argument("--max-restarts", type=int, default=dist.max_restarts, help="restarts of failed workers")
-    babi.add_argument("--data-root", default="data", help="where ingested data and checkpoints are written")
+    babi.add_argument(
+        "--data-root",
+        default="data",
+        help=BabiRunConfig.model_fields["data_root"].description,
+    )
     babi.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
     )
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_uri", help="models:/NAME/VERSION or models:/NAME@ALIAS")
     evaluate.add_argument("--source", default="bundled", help="as `dmn run babi --source`")
     evaluate.add_argument("--size", choices=["1k", "10k"], default="1k", help="dataset size")
-    evaluate.add_argument("--data-root", default="data", help="where ingested data are written")
+    evaluate.add_argument("--data-root", default="data", help=EvaluateConfig.model_fields["data_root"].description)
     evaluate.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     schedule = commands.add_parser("schedule", help="set the cron schedule of a deployment on the Prefect server")
     schedule.add_argument("deployment", help="flow/deployment, e.g. dmn-retrain/retrain")

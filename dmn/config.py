@@ -5,11 +5,14 @@ Defaults follow Xiong, Merity & Socher 2016 (DMN+) for bAbI; a field whose value
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from dmn.storage import check_location
 
 BABI_TASK_IDS = tuple(range(1, 21))
+DataRoot = Annotated[str, AfterValidator(check_location)]  # a local folder or an object-storage URI
 
 
 class ModelConfig(BaseModel):
@@ -83,7 +86,11 @@ class BabiRunConfig(BaseModel):
         description="'bundled', a folder of bAbI files, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME.",
     )
     source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
-    data_root: str = Field("data", description="Where ingested and tokenised data are written.")
+    data_root: DataRoot = Field(
+        "data",
+        description="Where ingested data, Parquet and checkpoints are written: a folder or an object-storage URI "
+        "(s3://bucket/prefix, gs://..., abfs://...).",
+    )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -128,7 +135,9 @@ class EvaluateConfig(BaseModel):
     model_uri: str = Field("models:/dmn-babi@champion", description="models:/NAME/VERSION or models:/NAME@ALIAS.")
     source: str = Field("bundled", description="Dataset: 'bundled', a folder, a tarball path or URL, or hf:NAME.")
     size: Literal["1k", "10k"] = Field("1k", description="Dataset size.")
-    data_root: str = Field("data", description="Where ingested data are written.")
+    data_root: DataRoot = Field(
+        "data", description="Where ingested data are written: a folder or an object-storage URI."
+    )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
 
 

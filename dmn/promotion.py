@@ -3,7 +3,7 @@ reason, rollback, and every decision recorded on the version.
 
 The gate: a challenger replaces the champion only if, on the same test data (same data digest), it is at
 least as accurate on every bAbI task the champion answers (within `tolerance`) and better on the mean.
-Moving aliases is all-or-nothing: if any step fails, the aliases are put back as they were.
+Every decision is all-or-nothing: if any step fails, the aliases and tags it changed are put back as they were.
 """
 
 from __future__ import annotations
@@ -120,12 +120,12 @@ def promote(
         action = "promote" if passes else "reject"
     after = version if action in ("promote", "force") else champion
     decision = Decision(action, version, champion, after, why, _now())
-    with _aliases_restored_on_failure(client, name):
+    with _RegistryChanges(client, name) as changes:
         if action != "reject":
             if champion is not None and champion != version:
-                client.set_model_version_tag(name, version, PREVIOUS_TAG, champion)
-            client.set_registered_model_alias(name, CHAMPION, version)
-        _record(client, name, version, decision)
+                changes.set_tag(version, PREVIOUS_TAG, champion)
+            changes.set_alias(CHAMPION, version)
+        changes.record(version, decision)
     return decision
 
 
@@ -151,10 +151,10 @@ def rollback(name: str, *, reason: str = "rollback", tracking_uri: str | None = 
     if previous is None:
         raise ConfigError(f"{name} version {champion} replaced no earlier champion: nothing to roll back to")
     decision = Decision("rollback", previous, champion, previous, reason, _now())
-    with _aliases_restored_on_failure(client, name):
-        client.set_registered_model_alias(name, CHAMPION, previous)
-        _record(client, name, champion, decision)
-        _record(client, name, previous, decision)
+    with _RegistryChanges(client, name) as changes:
+        changes.set_alias(CHAMPION, previous)
+        changes.record(champion, decision)
+        changes.record(previous, decision)
     return decision
 
 
@@ -171,31 +171,45 @@ def history(name: str, tracking_uri: str | None = None) -> list[dict]:
     return sorted(unique.values(), key=lambda d: d["at"], reverse=True)
 
 
-def _record(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
-    client.set_model_version_tag(name, version, DECISION_TAG + decision.at, json.dumps(asdict(decision)))
-
-
-class _aliases_restored_on_failure:
-    """Context manager: on an exception, put `champion` and `challenger` back as they were."""
+class _RegistryChanges:
+    """Context manager for the alias and tag changes of one decision: if a step fails, the changes made so
+    far are undone in reverse order (each undo is noted before its change, which may fail half done)."""
 
     def __init__(self, client: MlflowClient, name: str):
-        self.client, self.name = client, name
-        self.before = {alias: alias_version(client, name, alias) for alias in (CHAMPION, CHALLENGER)}
+        self.client, self.name, self.undo = client, name, []
+
+    def set_alias(self, alias: str, version: str) -> None:
+        before = alias_version(self.client, self.name, alias)
+        self.undo.append(lambda: self._put_alias(alias, before))
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def set_tag(self, version: str, key: str, value: str) -> None:
+        before = self.client.get_model_version(self.name, version).tags.get(key)
+        self.undo.append(lambda: self._put_tag(version, key, before))
+        self.client.set_model_version_tag(self.name, version, key, value)
+
+    def record(self, version: str, decision: Decision) -> None:
+        self.set_tag(version, DECISION_TAG + decision.at, json.dumps(asdict(decision)))
+
+    def _put_alias(self, alias: str, version: str | None) -> None:
+        if version is not None:
+            self.client.set_registered_model_alias(self.name, alias, version)
+        elif alias_version(self.client, self.name, alias) is not None:
+            self.client.delete_registered_model_alias(self.name, alias)
+
+    def _put_tag(self, version: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self.client.set_model_version_tag(self.name, version, key, value)
+        elif key in self.client.get_model_version(self.name, version).tags:
+            self.client.delete_model_version_tag(self.name, version, key)
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
-        if error is None:
-            return False
-        for alias, version in self.before.items():
-            if version is None:
-                try:
-                    self.client.delete_registered_model_alias(self.name, alias)
-                except MlflowException:
-                    pass
-            else:
-                self.client.set_registered_model_alias(self.name, alias, version)
+        if error is not None:
+            for step in reversed(self.undo):
+                step()
         return False
 
 

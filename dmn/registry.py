@@ -7,6 +7,7 @@ existing version and writes nothing.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 import dmn
+from dmn import storage
 from dmn.config import BabiRunConfig
 from dmn.data.parquet import TokenisedBabi
 from dmn.promotion import CHALLENGER
@@ -79,6 +81,7 @@ def register_babi_run(
     digest = report["training_digest"]
     existing = find_version(client, config.model_name, digest) if _model_exists(client, config.model_name) else None
     if existing is not None:
+        _finish_interrupted_registration(client, config.model_name, str(existing.version))
         return RegisteredVersion(config.model_name, str(existing.version), existing.run_id, created=False)
 
     mlflow.set_experiment(config.model_name)
@@ -100,25 +103,36 @@ def register_babi_run(
         if render_html is not None:
             mlflow.log_text(render_html(), "report/evaluation.html")
 
-        artifacts = {"vocab": str(dataset.vocab_path)}
-        artifacts.update({f"babi_task_{t}": path for t, path in checkpoints.items()})
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=BabiQAModel(),
-            artifacts=artifacts,
-            code_paths=[str(Path(dmn.__file__).parent)],
-            signature=SIGNATURE,
-            input_example=_input_example(dataset, checkpoints),
-            pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "pandas", f"mlflow=={mlflow.__version__}"],
-            registered_model_name=config.model_name,
-            metadata={"babi_tasks": sorted(checkpoints), "size": config.size},
-        )
-        version = str(info.registered_model_version)
-        for key, value in tags.items():
-            client.set_model_version_tag(config.model_name, version, key, value)
-        client.set_model_version_tag(config.model_name, version, "babi_tasks", ",".join(map(str, sorted(checkpoints))))
+        with tempfile.TemporaryDirectory() as local:  # MLflow logs local files; the data may be in a store
+            artifacts = {"vocab": str(storage.local_file(dataset.vocab_path, local))}
+            artifacts.update({f"babi_task_{t}": str(storage.local_file(p, local)) for t, p in checkpoints.items()})
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=BabiQAModel(),
+                artifacts=artifacts,
+                code_paths=[str(Path(dmn.__file__).parent)],
+                signature=SIGNATURE,
+                input_example=_input_example(dataset, checkpoints),
+                pip_requirements=[
+                    f"torch>={torch.__version__.split('+')[0]}",
+                    "pandas",
+                    f"mlflow=={mlflow.__version__}",
+                ],
+                metadata={"babi_tasks": sorted(checkpoints), "size": config.size},
+            )
+        # the tags come with the version in one call: a retry after a failure finds it by its digest
+        tags["babi_tasks"] = ",".join(map(str, sorted(checkpoints)))
+        version = str(mlflow.register_model(info.model_uri, config.model_name, tags=tags).version)
         client.set_registered_model_alias(config.model_name, CHALLENGER, version)  # a new version is the challenger
     return RegisteredVersion(config.model_name, version, run.info.run_id, created=True)
+
+
+def _finish_interrupted_registration(client: MlflowClient, name: str, version: str) -> None:
+    """A retry after a failure between creating the version and naming it challenger: the newest version,
+    never given an alias, becomes the challenger as a first attempt would have made it."""
+    newest = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    if int(version) == newest and not client.get_model_version(name, version).aliases:
+        client.set_registered_model_alias(name, CHALLENGER, version)
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:

@@ -15,7 +15,7 @@ sampler's order depends only on the seed and the epoch, so a resumed run ends as
 from __future__ import annotations
 
 import copy
-import os
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from dmn import storage
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import EncodedStories, make_batch
 from dmn.errors import ConfigError, DataError
@@ -128,7 +129,7 @@ def train_dmn(
     optimizer = optimizer_for(model, train_config)
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_state": None}
-    if progress_path is not None and Path(progress_path).is_file():
+    if progress_path is not None and storage.exists(progress_path):
         state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
     sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=train_config.seed)
@@ -149,6 +150,11 @@ def train_dmn(
             network, train, train_config.batch_size // world_size, device, optimizer, list(sampler)
         )
         train_seconds = time.perf_counter() - epoch_started
+        if not math.isfinite(train_metrics["loss"]):  # every rank sees the reduced loss: all stop together
+            raise ConfigError(
+                f"training diverged at epoch {epoch} (training loss {train_metrics['loss']}): lower "
+                f"learning_rate (now {train_config.learning_rate}); no checkpoint was written"
+            )
         valid_metrics = run_epoch(model, valid, train_config.batch_size, device)
         record = {
             "epoch": epoch,
@@ -203,17 +209,13 @@ def _save_progress(path, state, model, optimizer, model_config, train_config, ra
         "rng_states": [state for state, _ in rng_states],
         "device_rng_states": [state for _, state in rng_states],
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    storage.save_torch(payload, path)
 
 
 def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
     """Load a progress checkpoint into `model` and `optimizer`; refuse a foreign or corrupt one untouched."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = storage.load_torch(path)
     except Exception as error:
         raise DataError(path, f"not a readable progress checkpoint ({error}); remove it to start over") from error
     if not isinstance(payload, dict) or payload.get("format") != PROGRESS_FORMAT:

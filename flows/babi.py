@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
+from dmn import storage
 from dmn.babi import best_checkpoint, training_digest
 from dmn.config import BabiRunConfig
 from tasks.babi import evaluate, ingest, register, report, tokenise, train
@@ -14,7 +13,7 @@ from tasks.babi import evaluate, ingest, register, report, tokenise, train
 @flow(name="dmn-babi", log_prints=False)
 def babi_flow(config: BabiRunConfig = BabiRunConfig()) -> dict:  # noqa: B008 (the UI form shows the defaults)
     """Train, evaluate and register DMN+ models for the requested bAbI tasks."""
-    data_root = str(Path(config.data_root).resolve())  # cache entries must not depend on the working directory
+    data_root = storage.absolute(config.data_root)  # cache entries must not depend on the working directory
     raw = ingest(config.source, config.size, data_root, config.source_sha256)
     dataset = tokenise(raw, data_root)
     dataset.require(config.babi_tasks)

@@ -5,11 +5,10 @@ Parameters are typed pydantic models with defaults and descriptions, so the Pref
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from dmn import storage
 from dmn.config import BabiRunConfig, EvaluateConfig, PromotionConfig, RollbackConfig
 from dmn.promotion import Decision, apply_promotion
 from dmn.promotion import rollback as roll_back
@@ -23,7 +22,7 @@ from tasks.babi import is_transient
 def evaluate_flow(config: EvaluateConfig = EvaluateConfig()) -> dict:  # noqa: B008 (UI form defaults)
     """Evaluate a registered version or alias against a dataset; the report goes to MLflow and the UI."""
     report, run_id = evaluate_registered(
-        config.model_uri, config.source, config.size, str(Path(config.data_root).resolve()), config.tracking_uri
+        config.model_uri, config.source, config.size, storage.absolute(config.data_root), config.tracking_uri
     )
     create_markdown_artifact(
         key="dmn-evaluation", markdown=report_markdown(report), description=f"{config.model_uri} (run {run_id})"

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
+from dmn import storage
 from dmn.babi import evaluate_babi_task, train_babi_task
 from dmn.checkpoint import load_checkpoint
 from dmn.config import BabiRunConfig, DistributedConfig, ModelConfig, TrainConfig
@@ -90,11 +91,17 @@ def train(
 
     train = train.model_copy(update={"seed": seed})
     if distributed.distributed:  # workers are other processes: they log to their own stderr
-        args = (dataset, babi_task, model, train, f"{data_root}/models")
+        args = (dataset, babi_task, model, train, storage.join(data_root, "models"))
         path = launch(train_babi_task, args, distributed, train.device)
     else:
         path = train_babi_task(
-            dataset, babi_task, model, train, f"{data_root}/models", progress=sys.stderr.isatty(), on_epoch=log_epoch
+            dataset,
+            babi_task,
+            model,
+            train,
+            storage.join(data_root, "models"),
+            progress=sys.stderr.isatty(),
+            on_epoch=log_epoch,
         )
     logger.info("bAbI task %d (seed %d) trained: %s", babi_task, seed, path)
     return path

@@ -1,8 +1,12 @@
 """Shared fixtures. Real components only: bAbI files from the bundled tarball, a real Prefect API
-(prefect_test_harness), MLflow on a SQLite file under a temporary folder."""
+(prefect_test_harness), MLflow on a SQLite file under a temporary folder, an S3 server on 127.0.0.1."""
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Before prefect, mlflow or datasets are imported: keep every state of theirs inside a temporary folder.
@@ -17,6 +21,10 @@ os.environ.update(
     MLFLOW_TRACKING_URI=f"sqlite:///{_STATE / 'mlflow-default.db'}",
     TQDM_DISABLE="1",
     PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
+    # the S3 server of `object_store` takes any credentials; pyarrow and boto3 read them from here
+    AWS_ACCESS_KEY_ID="dmn-tests",
+    AWS_SECRET_ACCESS_KEY="dmn-tests",
+    AWS_DEFAULT_REGION="us-east-1",
 )
 
 import pytest  # noqa: E402
@@ -33,6 +41,48 @@ def babi_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def babi_en(babi_root) -> Path:
     return babi_root / "tasks_1-20_v1-2" / "en"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def object_store():
+    """An S3-compatible server on 127.0.0.1 (moto's standalone server: MinIO is not in the package
+    registries this project installs from) with one bucket; yields (endpoint host:port, bucket)."""
+    import pyarrow.fs as pafs
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    host, port = endpoint.split(":")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", host, "-p", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"moto_server exited with {server.returncode}"
+            try:
+                s3.create_dir("dmn-tests")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield endpoint, "dmn-tests"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def s3_uri(object_store, prefix: str) -> str:
+    endpoint, bucket = object_store
+    return f"s3://{bucket}/{prefix}?endpoint_override={endpoint}&scheme=http"
 
 
 @pytest.fixture(scope="session")

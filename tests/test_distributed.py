@@ -5,7 +5,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import torch
 from dmn.config import DistributedConfig, TrainConfig
 from dmn.distributed import DistributedTrainingError, launch
 from dmn.errors import ConfigError, DataError
+from tests.conftest import free_port
 from tests.helpers import fail_first_attempt_on_rank_1, fail_on_rank_1, train_small
 
 CONFIG = TrainConfig(max_epochs=3, patience=50, batch_size=32, seed=5)
@@ -45,14 +45,8 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(babi_en
         assert two["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-4)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_of_one_process_rendezvous_on_localhost_and_train(babi_en, tmp_path):
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     script = (
         "import sys; from dmn.config import DistributedConfig, TrainConfig; from dmn.distributed import launch; "
         "from tests.helpers import train_small; "
@@ -137,6 +131,6 @@ def test_a_failed_worker_is_restarted_by_the_launcher():
 def test_more_processes_than_cores_and_an_unreachable_endpoint_are_refused():
     with pytest.raises(ConfigError, match="--nproc-per-node"):
         launch(print, (), DistributedConfig(nproc_per_node=os.cpu_count() + 1), "cpu")
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match=f"--rdzv-endpoint {closed}: no rendezvous answered"):
         launch(print, (), DistributedConfig(nnodes=2, node_rank=1, rdzv_endpoint=closed, rdzv_timeout=2), "cpu")

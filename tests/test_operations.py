@@ -1,10 +1,12 @@
 """Operations end to end against real servers started here: `prefect server start` and `mlflow server` on
 127.0.0.1 (SQLite), the deployments of prefect.yaml, a process worker, a retrain run created through the
-API call of the UI's Run button, and the champion answering over HTTP from `mlflow models serve`."""
+API call of the UI's Run button, and the champion answering over HTTP from `mlflow models serve`.
+
+As a team runs it: the data root and MLflow's artifact root are in an object store (S3 on 127.0.0.1), so
+the worker, the tracking server and the scoring server share nothing but the servers."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,14 +17,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import free_port, s3_uri
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -38,9 +36,9 @@ def _wait_http(url: str, process: subprocess.Popen, timeout: float = 120) -> Non
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def servers(tmp_path_factory, object_store):
     tmp = tmp_path_factory.mktemp("ops")
-    prefect_port, mlflow_port = _free_port(), _free_port()
+    prefect_port, mlflow_port = free_port(), free_port()
     env = dict(
         os.environ,
         PATH=f"{BIN}:{os.environ['PATH']}",
@@ -49,6 +47,7 @@ def servers(tmp_path_factory):
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_S3_ENDPOINT_URL=f"http://{object_store[0]}",  # the tracking server writes artifacts there
     )
     processes = []
 
@@ -64,7 +63,7 @@ def servers(tmp_path_factory):
         "--backend-store-uri",
         f"sqlite:///{tmp / 'mlflow.db'}",
         "--artifacts-destination",
-        str(tmp / "artifacts"),
+        f"s3://{object_store[1]}/mlflow-artifacts",
         "--host",
         "127.0.0.1",
         "--port",
@@ -86,14 +85,25 @@ def servers(tmp_path_factory):
                 process.kill()
 
 
+def _objects(object_store) -> list[str]:
+    """Every key in the test bucket, without the bucket's name."""
+    import pyarrow.fs as pafs
+
+    endpoint, bucket = object_store
+    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    infos = s3.get_file_info(pafs.FileSelector(bucket, recursive=True))
+    return [info.path.removeprefix(f"{bucket}/") for info in infos if info.type == pafs.FileType.File]
+
+
 def _run(env, *command, timeout=300):
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
-def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, babi_root):
+def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, babi_root, object_store):
     tmp, env, start = servers
+    data_root = s3_uri(object_store, "ops-data")
     _run(env, str(BIN / "prefect"), "work-pool", "create", "dmn-local", "--type", "process")
     _run(env, str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
     start(str(BIN / "prefect"), "worker", "start", "--pool", "dmn-local", cwd=ROOT)
@@ -101,7 +111,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
         "config": {
             "babi_tasks": [1],
             "source": str(babi_root),
-            "data_root": str(tmp / "data"),
+            "data_root": data_root,
             "model": {"hidden_size": 16},
             "train": {"max_epochs": 2, "batch_size": 64},
         }
@@ -120,7 +130,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     assert str(client.get_model_version_by_alias("dmn-babi", "challenger").version) == "1"
     decisions = [json.loads(v) for k, v in champion.tags.items() if k.startswith("dmn.decision.")]
     assert [(d["action"], d["reason"]) for d in decisions] == [("promote", "no champion yet")]
-    evaluation = {"config": {"source": str(babi_root), "data_root": str(tmp / "data")}}  # the champion, by default
+    evaluation = {"config": {"source": str(babi_root), "data_root": data_root}}  # the champion, by default
     script = textwrap.dedent(
         f"""
         from prefect.deployments import run_deployment
@@ -129,6 +139,12 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     )
     assert _run(env, sys.executable, "-c", script, timeout=660).strip().splitlines()[-1] == "Completed"
     assert "last_evaluation_run" in client.get_model_version("dmn-babi", "1").tags
+    stored = _objects(object_store)
+    for prefix in ("ops-data/raw/", "ops-data/tokens/", "ops-data/models/", "mlflow-artifacts/"):
+        assert any(key.startswith(prefix) for key in stored), (prefix, sorted(stored)[:20])
+    assert any(key.startswith("mlflow-artifacts/") and key.endswith("/babi_task_1.pt") for key in stored)
+    assert not any(key.endswith(".progress.pt") for key in stored)  # removed once training ended
+    assert not (tmp / "data").exists() and not (ROOT / "ops-data").exists()
     schedules = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "0 3 * * 1" in schedules and "'active': False" in schedules
     bad = subprocess.run(
@@ -148,7 +164,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
 
 def test_champion_answers_over_http_from_mlflow_models_serve(servers):
     tmp, env, start = servers
-    port = _free_port()
+    port = free_port()
     server = start(
         str(BIN / "mlflow"),
         "models",

@@ -130,20 +130,53 @@ def test_evaluate_a_version_by_alias_and_refuse_a_dataset_with_another_vocabular
     assert client.get_model_version(config.model_name, version).tags == tags_before
 
 
-def test_a_failure_midway_leaves_the_aliases_as_they_were(registry, monkeypatch):
+def test_a_failure_midway_leaves_aliases_and_tags_as_they_were(registry, monkeypatch):
     config, register, client = registry
+    name, uri = config.model_name, config.tracking_uri
     first, second = register(0.9), register(0.95)
-    promote(config.model_name, first, tracking_uri=config.tracking_uri)
+    promote(name, first, tracking_uri=uri)
     real = MlflowClient.set_model_version_tag
 
-    def tracking_server_drops_out(self, name, version, key, value):  # the last step of a promotion fails
-        if key.startswith("dmn.decision."):
-            raise ConnectionError("tracking server went away")
-        return real(self, name, version, key, value)
+    def tracking_server_drops_out_at(failing_version):  # the tracking server fails a decision's last write
+        def set_tag(self, model, version, key, value):
+            if key.startswith("dmn.decision.") and str(version) == failing_version:
+                raise ConnectionError("tracking server went away")
+            return real(self, model, version, key, value)
 
-    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tracking_server_drops_out)
+        return set_tag
+
+    tags = {v: client.get_model_version(name, v).tags for v in (first, second)}
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tracking_server_drops_out_at(second))
     with pytest.raises(ConnectionError):
-        promote(config.model_name, second, tracking_uri=config.tracking_uri)
+        promote(name, second, tracking_uri=uri)  # had moved the alias and tagged the previous champion
     monkeypatch.undo()
-    assert _alias(client, config.model_name, CHAMPION) == first
-    assert _alias(client, config.model_name, CHALLENGER) == second
+    assert _alias(client, name, CHAMPION) == first and _alias(client, name, CHALLENGER) == second
+    assert {v: client.get_model_version(name, v).tags for v in (first, second)} == tags
+
+    promote(name, second, tracking_uri=uri)
+    tags = {v: client.get_model_version(name, v).tags for v in (first, second)}
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tracking_server_drops_out_at(first))
+    with pytest.raises(ConnectionError):
+        rollback(name, tracking_uri=uri)  # had moved the alias back and recorded on the champion
+    monkeypatch.undo()
+    assert _alias(client, name, CHAMPION) == second
+    assert {v: client.get_model_version(name, v).tags for v in (first, second)} == tags
+
+
+def test_a_registration_retried_after_a_failure_finds_its_version_and_finishes_it(registry, monkeypatch):
+    config, register, client = registry
+    name = config.model_name
+    first = register(0.9)
+
+    def tracking_server_drops_out(self, model, alias, version):  # after the version was created
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", tracking_server_drops_out)
+    with pytest.raises(ConnectionError):
+        register(0.95)
+    monkeypatch.undo()
+    assert _alias(client, name, CHALLENGER) == first
+    second = register(0.95)  # the task's retry: the same training digest
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    assert versions == [first, second] and _alias(client, name, CHALLENGER) == second
+    assert register(0.9) == first and _alias(client, name, CHALLENGER) == second  # an older one stays as it is

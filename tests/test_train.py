@@ -1,5 +1,6 @@
 """Training on real bAbI data: the model learns, the best weights are a copy, checkpoints round-trip."""
 
+import pytest
 import torch
 
 from dmn.babi import evaluate_babi_task, train_babi_task
@@ -7,6 +8,7 @@ from dmn.checkpoint import load_checkpoint
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.parquet import tokenise_babi
 from dmn.data.sources import ingest_babi
+from dmn.errors import ConfigError
 from dmn.evaluate import supporting_fact_hits
 
 
@@ -58,6 +60,14 @@ def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
     model.load_state_dict(result.state_dict)
     valid_loss = run_epoch(model, encode_stories(valid_rows, vocab, 70), 8, "cpu")["loss"]
     assert abs(valid_loss - result.best_valid_loss) < 1e-5
+
+
+def test_a_diverging_run_stops_at_once_naming_the_learning_rate(tmp_path, babi_root):
+    dataset = tokenise_babi(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    config = TrainConfig(max_epochs=20, patience=20, batch_size=100, learning_rate=1e12, l2=0.0)
+    with pytest.raises(ConfigError, match=r"diverged at epoch \d+ .*lower learning_rate \(now 1000000000000.0\)"):
+        train_babi_task(dataset, 1, ModelConfig(hidden_size=16), config, tmp_path / "models")
+    assert not list((tmp_path / "models").rglob("babi_task_1.pt"))
 
 
 def test_supporting_fact_hits():

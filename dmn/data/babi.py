@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmn import storage
 from dmn.errors import DataError
 
 SPLITS = ("train", "test")
@@ -27,13 +28,14 @@ class BabiQuestion:
     line: int  # line number of the question in its file (1-based)
 
 
-def parse_babi_file(path: Path) -> list[BabiQuestion]:
-    """All questions of one bAbI file; a malformed line raises DataError naming the file and line."""
+def parse_babi_file(path: str | Path) -> list[BabiQuestion]:
+    """All questions of one bAbI file (a local path or a URI, see dmn/storage.py); a malformed line raises
+    DataError naming the file and line."""
     questions: list[BabiQuestion] = []
     story: list[str] = []
     fact_index: dict[int, int] = {}  # line ID -> index into `story`, for the current story
     previous_id = 0
-    with open(path, encoding="utf-8") as lines:
+    with storage.open_text(path) as lines:
         for line_number, raw in enumerate(lines, start=1):
             text = raw.rstrip("\n").rstrip("\r")
             if not text.strip():
@@ -61,7 +63,7 @@ def parse_babi_file(path: Path) -> list[BabiQuestion]:
     return questions
 
 
-def _parse_question(path: Path, line_number: int, rest: str, story: list[str], fact_index: dict[int, int]):
+def _parse_question(path: str | Path, line_number: int, rest: str, story: list[str], fact_index: dict[int, int]):
     fields = rest.split("\t")
     question, answer = fields[0].strip(), fields[1].strip() if len(fields) > 1 else ""
     if not answer:

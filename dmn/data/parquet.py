@@ -1,29 +1,28 @@
 """Tokenise ingested bAbI files into Parquet: one row per question, one partition per bAbI task.
 
-Layout of `data_root/tokens/babi-<size>-<digest>/`:
+Layout of `data_root/tokens/babi-<size>-<digest>-<code>/` (a local folder or an object-storage URI):
     babi_task=N/part-0.parquet   rows of bAbI task N, both splits (hive partitioning: read one task alone)
     vocab.json                   words and answers of the training splits of every task
-    manifest.json                raw digest, size, tasks, fallbacks, row counts
+    manifest.json                raw digest, size, tasks, fallbacks, row counts; written last (the marker)
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dmn.data.babi import SPLITS, find_babi_files, parse_babi_file
+from dmn import storage
+from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.sources import RawBabi
 from dmn.data.vocab import Vocabulary, tokenize
 from dmn.errors import DataError
 from dmn.version import code_digest
 
+MANIFEST = "manifest.json"
 SCHEMA = pa.schema(
     [
         ("split", pa.string()),
@@ -40,15 +39,15 @@ SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class TokenisedBabi:
-    path: str
+    path: str  # location: a local folder or a URI
     digest: str  # the raw data's content digest
     size: str
     babi_tasks: tuple[int, ...]
     fallbacks: dict[int, str] = field(default_factory=dict)
 
     @property
-    def vocab_path(self) -> Path:
-        return Path(self.path) / "vocab.json"
+    def vocab_path(self) -> str:
+        return storage.join(self.path, "vocab.json")
 
     def require(self, babi_tasks) -> None:
         """Raise DataError naming the bAbI tasks this dataset lacks."""
@@ -59,17 +58,18 @@ class TokenisedBabi:
     def read(self, babi_task: int, split: str) -> list[dict]:
         """Rows of one bAbI task and split, reading that task's partition only."""
         self.require([babi_task])
-        table = pq.read_table(Path(self.path) / f"babi_task={babi_task}", filters=[("split", "=", split)])
+        filesystem, path = storage.resolve(storage.join(self.path, f"babi_task={babi_task}"))
+        table = pq.read_table(path, filesystem=filesystem, filters=[("split", "=", split)])
         return table.to_pylist()
 
 
-def tokenise_babi(raw: RawBabi, data_root: str | Path) -> TokenisedBabi:
-    """Parse and tokenise every file of `raw`; write Parquet and the vocabulary atomically."""
+def tokenise_babi(raw: RawBabi, data_root: str) -> TokenisedBabi:
+    """Parse and tokenise every file of `raw`; publish Parquet, vocabulary and manifest as one folder."""
     # the reader's and tokeniser's code is part of the name: a change to them re-tokenises
-    target = Path(data_root) / "tokens" / f"babi-{raw.size}-{raw.digest[:16]}-{code_digest()[:8]}"
-    files, _ = find_babi_files(Path(raw.path), raw.size)
+    target = storage.join(data_root, "tokens", f"babi-{raw.size}-{raw.digest[:16]}-{code_digest()[:8]}")
+    files = raw.files()
     tasks = tuple(sorted({babi_task for babi_task, _ in files}))
-    if not target.is_dir():
+    if not storage.published(target, MANIFEST):
         tables = {babi_task: _task_table(files, babi_task) for babi_task in tasks}
         train = [t.filter(pc.equal(t["split"], "train")) for t in tables.values()]
         vocab = Vocabulary.build(
@@ -80,7 +80,7 @@ def tokenise_babi(raw: RawBabi, data_root: str | Path) -> TokenisedBabi:
             [answer for t in train for answer in t["answer"].to_pylist()],
         )
         _write(target, tables, vocab, raw, tasks)
-    return TokenisedBabi(str(target), raw.digest, raw.size, tasks, dict(raw.fallbacks))
+    return TokenisedBabi(target, raw.digest, raw.size, tasks, dict(raw.fallbacks))
 
 
 def _task_table(files: dict, babi_task: int) -> pa.Table:
@@ -102,10 +102,8 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def _write(target: Path, tables: dict[int, pa.Table], vocab: Vocabulary, raw: RawBabi, tasks) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-    try:
+def _write(target: str, tables: dict[int, pa.Table], vocab: Vocabulary, raw: RawBabi, tasks) -> None:
+    with storage.publishing(target, MANIFEST) as staging:
         for babi_task, table in tables.items():
             (staging / f"babi_task={babi_task}").mkdir()
             pq.write_table(table, staging / f"babi_task={babi_task}" / "part-0.parquet")
@@ -117,12 +115,4 @@ def _write(target: Path, tables: dict[int, pa.Table], vocab: Vocabulary, raw: Ra
             "fallbacks": {str(k): v for k, v in raw.fallbacks.items()},
             "rows": {str(k): t.num_rows for k, t in tables.items()},
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.is_dir():  # else a concurrent run wrote the same content first
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -1,8 +1,9 @@
 """Ingest bAbI from a folder, the official tarball (local path or URL), or the Hugging Face hub.
 
 Whatever the source, ingest ends with the same thing: the train and test files of each bAbI task of one
-size, copied under `data_root/raw/babi-<size>-<digest>/`, where the digest is a sha256 over the files'
-contents (not their paths), so later steps can cache on it.
+size, copied under `data_root/raw/babi-<size>-<digest>/` (a local folder or an object-storage URI, see
+dmn/storage.py), where the digest is a sha256 over the files' contents (not their paths), so later steps can
+cache on it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from dmn import storage
 from dmn.data.babi import FILE_NAME, SIZE_FOLDERS, find_babi_files
 from dmn.errors import DataError
 
 BUNDLED_TARBALL = Path(__file__).resolve().parents[2] / "data" / "babi-tasks-1-20-v1-2-en.tar.xz"
 OFFICIAL_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
+FALLBACKS = "fallbacks.json"  # written last: the marker of a stored raw folder
 
 
 class TransientSourceError(OSError):
@@ -30,17 +33,30 @@ class TransientSourceError(OSError):
 
 @dataclass(frozen=True)
 class RawBabi:
-    path: str  # folder of qaN_*_{train,test}.txt files of one size
+    path: str  # location (local folder or URI) of the qaN_babi_{train,test}.txt files of one size
     digest: str  # sha256 over the files' contents
     size: str
     fallbacks: dict[int, str] = field(default_factory=dict)  # babi_task -> why its files differ
 
+    def files(self) -> dict[tuple[int, str], str]:
+        """{(babi_task, split): location} of the stored files."""
+        found = {}
+        for name in storage.list_files(self.path):
+            match = FILE_NAME.match(name)
+            if match:
+                found[(int(match.group(1)), match.group(3))] = storage.join(self.path, name)
+        return found
 
-def ingest_babi(source: str, size: str, data_root: str | Path, sha256: str | None = None) -> RawBabi:
-    """Resolve `source` ('bundled', a folder, a tarball path or URL, or 'hf:NAME') into a RawBabi."""
-    data_root = Path(data_root)
-    data_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=data_root, prefix=".ingest-") as scratch:
+
+def ingest_babi(source: str, size: str, data_root: str, sha256: str | None = None) -> RawBabi:
+    """Resolve `source` ('bundled', a folder, a tarball path or URL, or 'hf:NAME') into a RawBabi stored
+    under `data_root` (a local folder or an object-storage URI)."""
+    filesystem, root = storage.resolve(data_root)  # a data root that cannot be opened fails before a download
+    scratch_parent = None  # downloads and extractions: beside the data when it is local, else in /tmp
+    if filesystem is storage.LOCAL:
+        scratch_parent = Path(root)
+        scratch_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".ingest-") as scratch:
         scratch = Path(scratch)
         if source == "bundled":
             if not BUNDLED_TARBALL.is_file():
@@ -84,24 +100,16 @@ def _content_digest(files: dict[tuple[int, str], Path]) -> str:
     return digest.hexdigest()
 
 
-def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: str, data_root: Path) -> RawBabi:
-    """Copy the files to a content-addressed folder (atomically: temp folder, then rename)."""
+def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: str, data_root: str) -> RawBabi:
+    """Copy the files to a content-addressed folder, published whole (dmn/storage.py)."""
     hexdigest = _content_digest(files)
-    target = data_root / "raw" / f"babi-{size}-{hexdigest[:16]}"
-    if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-        try:
+    target = storage.join(data_root, "raw", f"babi-{size}-{hexdigest[:16]}")
+    if not storage.published(target, FALLBACKS):
+        with storage.publishing(target, FALLBACKS) as staging:
             for (babi_task, split), path in files.items():
                 shutil.copyfile(path, staging / f"qa{babi_task}_babi_{split}.txt")
-            (staging / "fallbacks.json").write_text(json.dumps(fallbacks))
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():  # else a concurrent run stored the same content first
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return RawBabi(str(target), hexdigest, size, fallbacks)
+            (staging / FALLBACKS).write_text(json.dumps(fallbacks))
+    return RawBabi(target, hexdigest, size, fallbacks)
 
 
 def sha256_file(path: Path) -> str:

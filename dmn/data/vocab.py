@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from dmn import storage
 
 PAD, UNK = "<pad>", "<unk>"
 TOKEN = re.compile(r"[a-z0-9]+")
@@ -41,12 +42,10 @@ class Vocabulary:
         """-1 for an answer never seen in training (always counted wrong)."""
         return self._answer_ids.get(answer, -1)
 
-    def save(self, path: str | Path) -> None:
-        temporary = Path(f"{path}.tmp")
-        temporary.write_text(json.dumps({"words": self.words, "answers": self.answers}))
-        os.replace(temporary, path)
+    def save(self, location: str | Path) -> None:
+        storage.write_bytes(location, json.dumps({"words": self.words, "answers": self.answers}).encode())
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        data = json.loads(Path(path).read_text())
+    def load(cls, location: str | Path) -> Vocabulary:
+        data = json.loads(storage.read_text(location))
         return cls(tuple(data["words"]), tuple(data["answers"]))

@@ -1,0 +1,108 @@
+"""The data root in an object store: ingest, Parquet, training and evaluation on S3 (a real S3 server on
+127.0.0.1), folders published whole, and errors that name the object and line."""
+
+import shutil
+
+import pyarrow.fs as pafs
+import pytest
+
+from dmn import storage
+from dmn.babi import evaluate_babi_task, train_babi_task
+from dmn.checkpoint import load_checkpoint
+from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
+from dmn.data.parquet import MANIFEST, tokenise_babi
+from dmn.data.sources import ingest_babi
+from dmn.errors import ConfigError, DataError
+from tests.conftest import s3_uri
+
+
+def _keys(object_store, prefix: str) -> list[str]:
+    endpoint, bucket = object_store
+    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    infos = s3.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True))
+    return sorted(info.path.removeprefix(f"{bucket}/{prefix}/") for info in infos if info.type == pafs.FileType.File)
+
+
+def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, babi_en, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written locally
+    root = s3_uri(object_store, "pipeline")
+    raw = ingest_babi(str(babi_en), "1k", root)
+    dataset = tokenise_babi(raw, root)
+    assert raw.path.startswith("s3://dmn-tests/pipeline/raw/") and raw.path.endswith("&scheme=http")
+    assert dataset.babi_tasks == tuple(range(1, 21))
+    keys = _keys(object_store, "pipeline")
+    token_folder = dataset.path.split("?")[0].removeprefix("s3://dmn-tests/pipeline/")
+    for name in ("babi_task=1/part-0.parquet", "babi_task=20/part-0.parquet", "vocab.json", MANIFEST):
+        assert f"{token_folder}/{name}" in keys
+    assert sum(key.startswith("raw/") for key in keys) == 41  # 20 tasks x 2 splits, and the fallbacks marker
+    rows = dataset.read(1, "test")
+    assert len(rows) == 1000 and rows[0]["question"] == "Where is John?"
+
+    model, train = ModelConfig(hidden_size=16), TrainConfig(max_epochs=2, patience=2, batch_size=100)
+    checkpoint = train_babi_task(dataset, 1, model, train, storage.join(root, "models"))
+    assert checkpoint.startswith("s3://dmn-tests/pipeline/models/") and storage.exists(checkpoint)
+    assert not any(key.endswith(".progress.pt") for key in _keys(object_store, "pipeline/models"))
+    _, meta = load_checkpoint(checkpoint)
+    assert meta["babi_task"] == 1 and len(meta["history"]) == 2
+    result = evaluate_babi_task(dataset, 1, checkpoint)
+    assert result["babi_task"] == 1 and 0.0 <= result["accuracy"] <= 1.0
+    # the same data and configuration: found again in the store, not retrained
+    assert train_babi_task(dataset, 1, model, train, storage.join(root, "models")) == checkpoint
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_cut_short_on_s3_is_not_read_and_is_published_again(object_store, babi_en, tmp_path):
+    root = s3_uri(object_store, "cut-short")
+    raw = ingest_babi(str(babi_en), "1k", root)
+    dataset = tokenise_babi(raw, root)
+    endpoint, bucket = object_store
+    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    folder = dataset.path.split("?")[0].removeprefix("s3://")
+    s3.delete_dir(folder)
+    # an upload that stopped after one file: a broken partition and no manifest
+    with s3.open_output_stream(f"{folder}/babi_task=1/part-0.parquet") as stream:
+        stream.write(b"not parquet")
+    assert not storage.published(dataset.path, MANIFEST)
+    again = tokenise_babi(raw, root)
+    assert again == dataset and storage.published(again.path, MANIFEST)
+    assert len(again.read(1, "train")) == 1000
+
+    with pytest.raises(RuntimeError, match="stopped"):  # a failing writer publishes nothing
+        with storage.publishing(storage.join(root, "never"), MANIFEST) as staging:
+            (staging / "part.parquet").write_bytes(b"x")
+            raise RuntimeError("stopped")
+    assert _keys(object_store, "cut-short/never") == []
+
+
+def test_a_bad_line_in_a_file_on_s3_names_the_object_and_line(object_store, babi_en, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        shutil.copy(path, source / path.name)
+    train = source / "qa1_single-supporting-fact_train.txt"
+    lines = train.read_text().splitlines(keepends=True)
+    lines[6] = "7 Where is Mary?\n"  # a question without its answer
+    train.write_text("".join(lines))
+    root = s3_uri(object_store, "bad-line")
+    raw = ingest_babi(str(source), "1k", root)
+    with pytest.raises(DataError) as error:
+        tokenise_babi(raw, root)
+    assert error.value.path == storage.join(raw.path, "qa1_babi_train.txt") and error.value.line == 7
+    assert "has no answer" in str(error.value)
+    assert not any(key.startswith("tokens/") for key in _keys(object_store, "bad-line"))
+
+
+def test_a_data_root_pyarrow_cannot_open_is_refused_naming_it(babi_en):
+    with pytest.raises(ConfigError, match=r"nosuch://bucket/data: not a location pyarrow can open"):
+        ingest_babi(str(babi_en), "1k", "nosuch://bucket/data")
+    with pytest.raises(ValueError, match="data_root"):
+        BabiRunConfig(data_root="nosuch://bucket/data")
+
+
+def test_locations_join_below_a_uri_keep_its_options():
+    uri = "s3://bucket/data?endpoint_override=host:9000&scheme=http"
+    assert storage.join(uri, "tokens", "a.parquet") == "s3://bucket/data/tokens/a.parquet?" + uri.split("?")[1]
+    assert storage.join("s3://bucket/data/", "x") == "s3://bucket/data/x"
+    assert storage.join("data", "x") == "data/x"
+    assert storage.absolute("s3://bucket/data") == "s3://bucket/data"
+    assert storage.absolute("data").endswith("/data") and storage.absolute("data").startswith("/")
