@@ -209,7 +209,10 @@ class _RegistryChanges:
     def __exit__(self, kind, error, traceback):
         if error is not None:
             for step in reversed(self.undo):
-                step()
+                try:  # every undo is tried; the first error stays the one raised
+                    step()
+                except Exception as undo_error:
+                    error.add_note(f"undoing a registry change failed too, set it by hand: {undo_error!r}")
         return False
 
 

@@ -6,11 +6,12 @@ A location is a local path (`data`, `/srv/dmn/data`) or a URI that `pyarrow.fs.F
 location joined below it (`s3://dmn/data?endpoint_override=minio.internal:9000&scheme=http`); credentials
 come from the environment as each store's SDK reads them (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS...).
 
-Nothing is seen half written. One file is written whole or not at all: locally a temporary file renamed
-into place, on an object store a single upload. A folder is published with a marker file written last, and
-readers test `published(folder, marker)`: an object store has no atomic rename of a folder, so a folder
-whose upload was cut short has no marker and counts as absent (locally the folder is renamed into place
-whole, and the same test holds).
+Nothing is seen half written. One file is written whole or not at all: on an object store (S3, GCS, Azure
+blobs) by one upload, which shows nothing until it completes; on a filesystem (local, HDFS), where a file
+is visible while it is written, as a temporary file renamed into place. A folder is published with a marker
+file written last, and readers test `published(folder, marker)`: an object store has no atomic rename of a
+folder, so a folder whose upload was cut short has no marker and counts as absent (a local folder is renamed
+into place whole, and the same test holds).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,16 +30,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
-from dmn.errors import ConfigError
+from dmn.errors import ConfigError, display
 
 LOCAL = pafs.LocalFileSystem()
 SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")  # what FileSystem.from_uri opens
+OBJECT_STORES = ("s3", "gcs", "abfs")  # pyarrow type names of stores whose uploads appear whole
+HALF_A_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!//)")  # 's3:/bucket': a typo, not a local folder
 
 
 def check_location(location: str) -> str:
     """`location` itself, if it is a local path or a URI of a scheme pyarrow opens (nothing is contacted)."""
     scheme = urlsplit(location).scheme if "://" in location else ""
-    if scheme and scheme not in SCHEMES:
+    if (scheme and scheme not in SCHEMES) or (not scheme and HALF_A_URI.match(location)):
         raise ValueError(f"{location!r} is neither a local path nor a URI of {', '.join(SCHEMES)}")
     return location
 
@@ -73,8 +78,8 @@ def resolve(location: str | Path) -> tuple[pafs.FileSystem, str]:
         return LOCAL, parts.path
     try:
         filesystem, root = _open_store(urlunsplit((parts.scheme, parts.netloc, "", parts.query, "")))
-    except (ValueError, OSError) as error:  # an unknown scheme, a bad option, a store that cannot be reached
-        raise ConfigError(f"{location}: not a location pyarrow can open ({error})") from error
+    except ValueError as error:  # an unknown scheme or option (a store that cannot be reached: OSError)
+        raise ConfigError(f"{display(location)}: not a location pyarrow can open ({error})") from error
     return filesystem, root.rstrip("/") + parts.path.rstrip("/")
 
 
@@ -110,15 +115,28 @@ def open_text(location: str | Path) -> Iterator[io.TextIOBase]:
 
 def write_bytes(location: str | Path, data: bytes) -> None:
     """Write one file whole or not at all."""
-    filesystem, path = resolve(location)
-    if filesystem is not LOCAL:
-        with filesystem.open_output_stream(path) as stream:  # an object appears when its upload completes
-            stream.write(data)
+    _write(*resolve(location), data)
+
+
+def _write(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
+    if filesystem.type_name in OBJECT_STORES:
+        _upload(filesystem, path, data)
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")  # one per writing process
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    parent, name = path.rsplit("/", 1)
+    filesystem.create_dir(parent, recursive=True)
+    temporary = f"{parent}/.{name}.{os.getpid()}.{threading.get_ident()}.tmp"  # one per writer
+    try:
+        _upload(filesystem, temporary, data)
+        filesystem.move(temporary, path)
+    except BaseException:
+        if filesystem.get_file_info(temporary).type == pafs.FileType.File:
+            filesystem.delete_file(temporary)
+        raise
+
+
+def _upload(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
+    with filesystem.open_output_stream(path) as stream:  # opened once the data is in hand: never empty
+        stream.write(data)
 
 
 def delete(location: str | Path) -> None:
@@ -178,9 +196,10 @@ def publishing(folder: str | Path, marker: str) -> Iterator[Path]:
                 if not published(folder, marker):
                     raise
             return
+        if published(folder, marker):  # another writer was first: do not rewrite what it may be reading
+            return
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         for name in sorted(files, key=lambda name: name == marker):  # the marker last
-            with filesystem.open_output_stream(f"{path}/{name}") as stream:
-                stream.write((staging / name).read_bytes())
+            _write(filesystem, f"{path}/{name}", (staging / name).read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -150,12 +150,14 @@ def train_dmn(
             network, train, train_config.batch_size // world_size, device, optimizer, list(sampler)
         )
         train_seconds = time.perf_counter() - epoch_started
-        if not math.isfinite(train_metrics["loss"]):  # every rank sees the reduced loss: all stop together
-            raise ConfigError(
-                f"training diverged at epoch {epoch} (training loss {train_metrics['loss']}): lower "
-                f"learning_rate (now {train_config.learning_rate}); no checkpoint was written"
-            )
         valid_metrics = run_epoch(model, valid, train_config.batch_size, device)
+        # every rank sees the same (reduced) losses, so all stop together
+        if not (math.isfinite(train_metrics["loss"]) and math.isfinite(valid_metrics["loss"])):
+            raise ConfigError(
+                f"training diverged at epoch {epoch} (training loss {train_metrics['loss']}, validation loss "
+                f"{valid_metrics['loss']}): lower learning_rate (now {train_config.learning_rate}); "
+                "no checkpoint was written"
+            )
         record = {
             "epoch": epoch,
             "train_loss": train_metrics["loss"],
@@ -191,7 +193,7 @@ def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None
 
 
 def _save_progress(path, state, model, optimizer, model_config, train_config, rank, world_size) -> None:
-    """Rank 0 writes the epoch's state, with every rank's RNG state, to a temporary file, then renames."""
+    """Rank 0 writes the epoch's state, with every rank's RNG state, whole or not at all (dmn/storage.py)."""
     device = next(model.parameters()).device
     rng_states = [_rng_states(device)] if world_size == 1 else [None] * world_size
     if world_size > 1:

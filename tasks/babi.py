@@ -1,7 +1,7 @@
 """Prefect tasks of the bAbI flow. Each calls one `dmn` function; caches key on content digests and code.
 
-Retries are for transient failures only (a download or a tracking server that blips): bad data fails at
-once, with the DataError naming the file and line.
+Retries are for transient failures only (a download, the object store of the data root or the tracking
+server that blips): bad data fails at once, with the DataError naming the file and line.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ CONTENT = INPUTS + TASK_SOURCE + CODE
 
 def is_transient(task, task_run, state) -> bool:
     error = state.result(raise_on_failure=False)
-    return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError))
+    # pyarrow raises a bare OSError for an object store's network and service errors (a missing or a
+    # forbidden file raises a subclass, not retried); a full local disk is retried too: two short waits
+    return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError)) or type(error) is OSError
+
+
+# tasks that read or write the data root or the tracking server: a blip of either is retried
+RETRY_TRANSIENT = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
 
 
 def _ingest_key(context, inputs) -> str | None:
@@ -56,7 +62,7 @@ def ingest(source: str, size: str, data_root: str, sha256: str | None) -> RawBab
     return raw
 
 
-@task(cache_policy=CONTENT)
+@task(cache_policy=CONTENT, **RETRY_TRANSIENT)
 def tokenise(raw: RawBabi, data_root: str) -> TokenisedBabi:
     """Parse and tokenise into Parquet, one partition per bAbI task."""
     dataset = tokenise_babi(raw, data_root)
@@ -64,7 +70,7 @@ def tokenise(raw: RawBabi, data_root: str) -> TokenisedBabi:
     return dataset
 
 
-@task(cache_policy=CONTENT, task_run_name="train-babi-task-{babi_task}-seed-{seed}")
+@task(cache_policy=CONTENT, task_run_name="train-babi-task-{babi_task}-seed-{seed}", **RETRY_TRANSIENT)
 def train(
     dataset: TokenisedBabi,
     babi_task: int,
@@ -107,7 +113,7 @@ def train(
     return path
 
 
-@task(cache_policy=CONTENT, task_run_name="evaluate-babi-task-{babi_task}")
+@task(cache_policy=CONTENT, task_run_name="evaluate-babi-task-{babi_task}", **RETRY_TRANSIENT)
 def evaluate(dataset: TokenisedBabi, babi_task: int, checkpoint: str) -> dict:
     """Test-split metrics of one bAbI task's model."""
     result = evaluate_babi_task(dataset, babi_task, checkpoint)
@@ -125,7 +131,7 @@ def report(config: BabiRunConfig, dataset: TokenisedBabi, results: list[dict], t
     return document
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
+@task(**RETRY_TRANSIENT)
 def register(
     config: BabiRunConfig, dataset: TokenisedBabi, checkpoints: dict[int, str], document: dict
 ) -> RegisteredVersion:

@@ -39,12 +39,22 @@ class RawBabi:
     fallbacks: dict[int, str] = field(default_factory=dict)  # babi_task -> why its files differ
 
     def files(self) -> dict[tuple[int, str], str]:
-        """{(babi_task, split): location} of the stored files."""
+        """{(babi_task, split): location} of the stored files; DataError when they are gone (a cached ingest
+        result outlives a deleted data root: Prefect's cache cannot know)."""
+        if not storage.published(self.path, FALLBACKS):
+            raise DataError(
+                self.path,
+                "the ingested files are gone (removed after ingest?): run again with "
+                "PREFECT_TASKS_REFRESH_CACHE=true to ingest them anew",
+            )
         found = {}
         for name in storage.list_files(self.path):
             match = FILE_NAME.match(name)
             if match:
                 found[(int(match.group(1)), match.group(3))] = storage.join(self.path, name)
+        incomplete = sorted({t for t, _ in found if (t, "train") not in found or (t, "test") not in found})
+        if incomplete:
+            raise DataError(self.path, f"bAbI task(s) {incomplete} lack their train or test file")
         return found
 
 
