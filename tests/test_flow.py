@@ -2,6 +2,7 @@
 registry round trip in a fresh process, and bad input that leaves nothing behind."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from dmn.config import TrainConfig
 from dmn.errors import DataError
 from flows.babi import babi_flow
 from tests.conftest import flow_config as _config
@@ -32,10 +34,15 @@ UNSEEN_STORIES = [
 ]
 
 
-def _task_states(flow_state) -> dict[str, str]:
+def _task_runs(flow_state) -> list[tuple[str, str]]:
+    """(name, state) of every task run of the flow run (names repeat when a task ran twice)."""
     flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
-        return {run.name: run.state.name for run in client.read_task_runs(flow_run_filter=flow_run_filter)}
+        return [(run.name, run.state.name) for run in client.read_task_runs(flow_run_filter=flow_run_filter)]
+
+
+def _task_states(flow_state) -> dict[str, str]:
+    return dict(_task_runs(flow_state))
 
 
 def test_first_run_trains_evaluates_and_registers(trained):
@@ -197,3 +204,21 @@ def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss
     best_seed = min(losses, key=losses.get)
     kept = state.result()["report"]["babi_tasks"][0]
     assert kept["seed"] == best_seed and run.data.params["seeds"] == "1,2"
+
+
+def test_a_data_root_removed_behind_the_cache_is_written_anew(prefect_api, babi_en, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        shutil.copy(path, source / path.name)
+    config = _config(tmp_path, train=TrainConfig(max_epochs=2, patience=2, batch_size=64, seed=5))
+    first = babi_flow(config)["version"]
+    shutil.rmtree(tmp_path / "data")  # Prefect's cache still holds the results that point there
+    state = babi_flow(config, return_state=True)
+    runs = _task_runs(state)
+    for step in ("ingest", "tokenise", "train-babi-task-1"):
+        assert sorted(s for name, s in runs if name.startswith(step)) == ["Cached", "Completed"], runs
+    again = state.result()["version"]
+    assert (again.version, again.created) == (first.version, False)  # the same training, found in the registry
+    assert len(list((tmp_path / "data" / "models").rglob("babi_task_1.pt"))) == 1

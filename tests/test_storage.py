@@ -111,7 +111,7 @@ def test_raw_files_gone_after_ingest_are_named_not_tokenised_as_nothing(object_s
     raw = ingest_babi(str(task_1_source), "1k", root)  # what Prefect's cache keeps for the ingest task
     endpoint, bucket = object_store
     pafs.S3FileSystem(endpoint_override=endpoint, scheme="http").delete_dir(f"{bucket}/gone/raw")
-    with pytest.raises(DataError, match="the ingested files are gone .*PREFECT_TASKS_REFRESH_CACHE=true"):
+    with pytest.raises(DataError, match="the ingested files are gone .*ingest the source again"):
         tokenise_babi(raw, root)
     assert _keys(object_store, "gone") == []
 

@@ -49,6 +49,10 @@ class TokenisedBabi:
     def vocab_path(self) -> str:
         return storage.join(self.path, "vocab.json")
 
+    def is_stored(self) -> bool:
+        """False once the folder is gone (a cached tokenise result outlives a deleted data root)."""
+        return storage.published(self.path, MANIFEST)
+
     def require(self, babi_tasks) -> None:
         """Raise DataError naming the bAbI tasks this dataset lacks."""
         missing = sorted(set(babi_tasks) - set(self.babi_tasks))

@@ -38,14 +38,16 @@ class RawBabi:
     size: str
     fallbacks: dict[int, str] = field(default_factory=dict)  # babi_task -> why its files differ
 
+    def is_stored(self) -> bool:
+        """False once the files are gone (a cached ingest result outlives a deleted data root)."""
+        return storage.published(self.path, FALLBACKS)
+
     def files(self) -> dict[tuple[int, str], str]:
-        """{(babi_task, split): location} of the stored files; DataError when they are gone (a cached ingest
-        result outlives a deleted data root: Prefect's cache cannot know)."""
-        if not storage.published(self.path, FALLBACKS):
+        """{(babi_task, split): location} of the stored files; DataError when they are gone."""
+        if not self.is_stored():
             raise DataError(
                 self.path,
-                "the ingested files are gone (removed after ingest?): run again with "
-                "PREFECT_TASKS_REFRESH_CACHE=true to ingest them anew",
+                "the ingested files are gone (removed after ingest?): ingest the source again",
             )
         found = {}
         for name in storage.list_files(self.path):
