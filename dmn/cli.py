@@ -234,6 +234,8 @@ def ask(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not sys.stderr.isatty():  # MLflow's download bars would fill logs with carriage returns
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
