@@ -24,7 +24,6 @@ from dmn import storage
 from dmn.config import BabiRunConfig
 from dmn.data.parquet import TokenisedBabi
 from dmn.promotion import CHALLENGER
-from dmn.serving import BabiQAModel
 
 SIGNATURE = ModelSignature(
     inputs=Schema(
@@ -108,7 +107,7 @@ def register_babi_run(
             artifacts.update({f"babi_task_{t}": str(storage.local_file(p, local)) for t, p in checkpoints.items()})
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=BabiQAModel(),
+                python_model=str(Path(dmn.__file__).with_name("mlflow_model.py")),
                 artifacts=artifacts,
                 code_paths=[str(Path(dmn.__file__).parent)],
                 signature=SIGNATURE,
