@@ -38,9 +38,13 @@ OBJECT_STORES = ("s3", "gcs", "abfs")  # pyarrow type names of stores whose uplo
 HALF_A_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!//)")  # 's3:/bucket': a typo, not a local folder
 
 
+def _is_uri(location: str) -> bool:
+    return "://" in location
+
+
 def check_location(location: str) -> str:
     """`location` itself, if it is a local path or a URI of a scheme pyarrow opens (nothing is contacted)."""
-    scheme = urlsplit(location).scheme if "://" in location else ""
+    scheme = urlsplit(location).scheme if _is_uri(location) else ""
     if (scheme and scheme not in SCHEMES) or (not scheme and HALF_A_URI.match(location)):
         raise ValueError(f"{location!r} is neither a local path nor a URI of {', '.join(SCHEMES)}")
     return location
@@ -50,13 +54,13 @@ def absolute(location: str | Path) -> str:
     """A local path made absolute (other processes and cache keys must not depend on the working directory);
     a URI as it is."""
     location = str(location)
-    return location if "://" in location else os.path.abspath(location)
+    return location if _is_uri(location) else os.path.abspath(location)
 
 
 def join(location: str | Path, *parts: str) -> str:
     """`location/part/...`, keeping a URI's query string at the end."""
     location = str(location)
-    if "://" not in location:
+    if not _is_uri(location):
         return os.path.join(location, *parts)
     base, separator, query = location.partition("?")
     return "/".join([base.rstrip("/"), *parts]) + separator + query
@@ -71,7 +75,7 @@ def _open_store(root: str) -> tuple[pafs.FileSystem, str]:
 def resolve(location: str | Path) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem holding `location`, and the path within it."""
     location = str(location)
-    if "://" not in location:
+    if not _is_uri(location):
         return LOCAL, os.path.abspath(location)
     parts = urlsplit(location)
     if parts.scheme == "file":

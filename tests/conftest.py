@@ -85,6 +85,23 @@ def s3_uri(object_store, prefix: str) -> str:
     return f"s3://{bucket}/{prefix}?endpoint_override={endpoint}&scheme=http"
 
 
+def s3_filesystem(object_store):
+    """pyarrow's S3 filesystem on the test server: to look at or damage the bucket behind the code's back."""
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(endpoint_override=object_store[0], scheme="http")
+
+
+def bucket_keys(object_store, prefix: str = "") -> list[str]:
+    """The keys under `prefix` in the test bucket, relative to it."""
+    import pyarrow.fs as pafs
+
+    folder = f"{object_store[1]}/{prefix}".rstrip("/")
+    selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+    infos = s3_filesystem(object_store).get_file_info(selector)
+    return sorted(info.path.removeprefix(f"{folder}/") for info in infos if info.type == pafs.FileType.File)
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """One real temporary Prefect server for the whole session; yields its API URL."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, s3_uri
+from tests.conftest import bucket_keys, free_port, s3_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -85,16 +85,6 @@ def servers(tmp_path_factory, object_store):
                 process.kill()
 
 
-def _objects(object_store) -> list[str]:
-    """Every key in the test bucket, without the bucket's name."""
-    import pyarrow.fs as pafs
-
-    endpoint, bucket = object_store
-    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
-    infos = s3.get_file_info(pafs.FileSelector(bucket, recursive=True))
-    return [info.path.removeprefix(f"{bucket}/") for info in infos if info.type == pafs.FileType.File]
-
-
 def _run(env, *command, timeout=300):
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -139,7 +129,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     )
     assert _run(env, sys.executable, "-c", script, timeout=660).strip().splitlines()[-1] == "Completed"
     assert "last_evaluation_run" in client.get_model_version("dmn-babi", "1").tags
-    stored = _objects(object_store)
+    stored = bucket_keys(object_store)
     for prefix in ("ops-data/raw/", "ops-data/tokens/", "ops-data/models/", "mlflow-artifacts/"):
         assert any(key.startswith(prefix) for key in stored), (prefix, sorted(stored)[:20])
     assert any(key.startswith("mlflow-artifacts/") and key.endswith("/babi_task_1.pt") for key in stored)

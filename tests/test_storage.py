@@ -3,7 +3,6 @@
 
 import shutil
 
-import pyarrow.fs as pafs
 import pytest
 
 from dmn import storage
@@ -13,7 +12,7 @@ from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
 from dmn.data.parquet import MANIFEST, tokenise_babi
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError, DataError
-from tests.conftest import s3_uri
+from tests.conftest import bucket_keys, s3_filesystem, s3_uri
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,6 @@ def task_1_source(babi_en, tmp_path_factory):
     return source
 
 
-def _keys(object_store, prefix: str) -> list[str]:
-    endpoint, bucket = object_store
-    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
-    infos = s3.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True))
-    return sorted(info.path.removeprefix(f"{bucket}/{prefix}/") for info in infos if info.type == pafs.FileType.File)
-
-
 def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, task_1_source, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written locally
     root = s3_uri(object_store, "pipeline")
@@ -39,7 +31,7 @@ def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, t
     dataset = tokenise_babi(raw, root)
     assert raw.path.startswith("s3://dmn-tests/pipeline/raw/") and raw.path.endswith("&scheme=http")
     assert dataset.babi_tasks == (1,)
-    keys = _keys(object_store, "pipeline")
+    keys = bucket_keys(object_store, "pipeline")
     token_folder = dataset.path.split("?")[0].removeprefix("s3://dmn-tests/pipeline/")
     for name in ("babi_task=1/part-0.parquet", "vocab.json", MANIFEST):
         assert f"{token_folder}/{name}" in keys
@@ -50,7 +42,7 @@ def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, t
     model, train = ModelConfig(hidden_size=16), TrainConfig(max_epochs=2, patience=2, batch_size=100)
     checkpoint = train_babi_task(dataset, 1, model, train, storage.join(root, "models"))
     assert checkpoint.startswith("s3://dmn-tests/pipeline/models/") and storage.exists(checkpoint)
-    assert not any(key.endswith(".progress.pt") for key in _keys(object_store, "pipeline/models"))
+    assert not any(key.endswith(".progress.pt") for key in bucket_keys(object_store, "pipeline/models"))
     _, meta = load_checkpoint(checkpoint)
     assert meta["babi_task"] == 1 and len(meta["history"]) == 2
     result = evaluate_babi_task(dataset, 1, checkpoint)
@@ -64,8 +56,7 @@ def test_a_folder_cut_short_on_s3_is_not_read_and_is_published_again(object_stor
     root = s3_uri(object_store, "cut-short")
     raw = ingest_babi(str(task_1_source), "1k", root)
     dataset = tokenise_babi(raw, root)
-    endpoint, bucket = object_store
-    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    s3 = s3_filesystem(object_store)
     folder = dataset.path.split("?")[0].removeprefix("s3://")
     s3.delete_dir(folder)
     # an upload that stopped after one file: a broken partition and no manifest
@@ -80,7 +71,7 @@ def test_a_folder_cut_short_on_s3_is_not_read_and_is_published_again(object_stor
         with storage.publishing(storage.join(root, "never"), MANIFEST) as staging:
             (staging / "part.parquet").write_bytes(b"x")
             raise RuntimeError("stopped")
-    assert _keys(object_store, "cut-short/never") == []
+    assert bucket_keys(object_store, "cut-short/never") == []
 
 
 def test_an_upload_that_fails_midway_leaves_no_marker(object_store, monkeypatch):
@@ -99,21 +90,20 @@ def test_an_upload_that_fails_midway_leaves_no_marker(object_store, monkeypatch)
             for name in ("a.parquet", "b.parquet", MANIFEST):
                 (staging / name).write_text(name)
     monkeypatch.undo()
-    assert _keys(object_store, "midway/tokens") == ["a.parquet"] and not storage.published(folder, MANIFEST)
+    assert bucket_keys(object_store, "midway/tokens") == ["a.parquet"] and not storage.published(folder, MANIFEST)
     with storage.publishing(folder, MANIFEST) as staging:  # the next run publishes it whole
         for name in ("a.parquet", "b.parquet", MANIFEST):
             (staging / name).write_text(name)
-    assert _keys(object_store, "midway/tokens") == ["a.parquet", "b.parquet", MANIFEST]
+    assert bucket_keys(object_store, "midway/tokens") == ["a.parquet", "b.parquet", MANIFEST]
 
 
 def test_raw_files_gone_after_ingest_are_named_not_tokenised_as_nothing(object_store, task_1_source):
     root = s3_uri(object_store, "gone")
     raw = ingest_babi(str(task_1_source), "1k", root)  # what Prefect's cache keeps for the ingest task
-    endpoint, bucket = object_store
-    pafs.S3FileSystem(endpoint_override=endpoint, scheme="http").delete_dir(f"{bucket}/gone/raw")
+    s3_filesystem(object_store).delete_dir(f"{object_store[1]}/gone/raw")
     with pytest.raises(DataError, match="the ingested files are gone .*ingest the source again"):
         tokenise_babi(raw, root)
-    assert _keys(object_store, "gone") == []
+    assert bucket_keys(object_store, "gone") == []
 
 
 def test_a_bad_line_in_a_file_on_s3_names_the_object_and_line(object_store, task_1_source, tmp_path):
@@ -129,7 +119,7 @@ def test_a_bad_line_in_a_file_on_s3_names_the_object_and_line(object_store, task
     # named without the URI's options, which may carry credentials
     assert error.value.path == storage.join(raw.path, "qa1_babi_train.txt").split("?")[0] and error.value.line == 7
     assert str(error.value).startswith(f"{error.value.path}:7: ") and "has no answer" in str(error.value)
-    assert not any(key.startswith("tokens/") for key in _keys(object_store, "bad-line"))
+    assert not any(key.startswith("tokens/") for key in bucket_keys(object_store, "bad-line"))
 
 
 def test_a_data_root_pyarrow_cannot_open_is_refused_naming_it(babi_en):
