@@ -23,8 +23,9 @@ def audit(name: str, tracking_uri: str | None = None) -> str:
             f"- data digest: {version.tags.get('data_digest')}",
             f"- training digest: {version.tags.get('training_digest')}",
             f"- code: {version.tags.get('code_version')}",
-            f"- bAbI tasks: {version.tags.get('babi_tasks')}; size {run.data.params.get('size')}; "
-            f"seed {run.data.params.get('train.seed')}; hidden {run.data.params.get('model.hidden_size')}",
+            f"- units: {version.tags.get('units', version.tags.get('babi_tasks'))}; size {run.data.params.get('size')}; "
+            f"architecture {run.data.params.get('model.architecture', 'dmn+')}; seed {run.data.params.get('train.seed')}; "
+            f"hidden {run.data.params.get('model.hidden_size')}",
             "- test accuracy: " + ", ".join(f"{k.split('.')[0]} {v:.4f}" for k, v in sorted(metrics.items())),
             "",
         ]

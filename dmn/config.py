@@ -7,28 +7,48 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dmn.storage import check_location
 
-BABI_TASK_IDS = tuple(range(1, 21))
 DataRoot = Annotated[str, AfterValidator(check_location)]  # a local folder or an object-storage URI
 
 
 class ModelConfig(BaseModel):
-    """Sizes of the DMN+ modules (vocabulary sizes come from the data, not from here)."""
+    """Architecture and sizes of the DMN (vocabulary and answer sizes come from the data, not from here)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    architecture: Literal["dmn+", "dmn"] = Field(
+        "dmn+",
+        description="'dmn+' (Xiong et al. 2016: input fusion, attention GRU) or 'dmn' (Kumar et al. 2016: word GRU "
+        "input, gated GRU episodes, GRU answer decoder).",
+    )
+    answer: Literal["auto", "class", "sequence"] = Field(
+        "auto",
+        description="Answer module: one class, or a word sequence from a GRU decoder (multi-word answers such as "
+        "'apple,football', including lists never seen in training); 'auto' takes the architecture's own "
+        "(dmn+: class, dmn: sequence).",
+    )
     hidden_size: int = Field(80, ge=1, description="Embedding and hidden size (the paper uses 80 for both).")
     passes: int = Field(3, ge=1, description="Episodic memory passes.")
     dropout: float = Field(
         0.1, ge=0.0, lt=1.0, description="Dropout on sentence encodings and answer input (paper: keep 0.9)."
     )
+    max_answer_words: int = Field(
+        8, ge=1, description="A sequence answer is decoded greedily up to its end word or this many words."
+    )
+
+    @property
+    def answer_kind(self) -> Literal["class", "sequence"]:
+        """The configured answer module, or the architecture's own for 'auto' (dmn+: class, dmn: sequence)."""
+        if self.answer != "auto":
+            return self.answer
+        return "class" if self.architecture == "dmn+" else "sequence"
 
 
 class TrainConfig(BaseModel):
-    """The training protocol of one model on one bAbI task."""
+    """The training protocol of one model on one unit (a bAbI task, say)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,16 +62,13 @@ class TrainConfig(BaseModel):
     valid_fraction: float = Field(
         0.1, gt=0, lt=1, description="Last share of the training file held out for validation."
     )
-    max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences.")
-    max_sentences_by_task: dict[int, int] = Field(
-        default_factory=lambda: {3: 130},
-        description="Per-bAbI-task override of max_sentences (task 3 needs 130, as the paper).",
-    )
     seed: int = Field(0, description="Seed of initialisation, dropout and shuffling.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
-
-    def sentence_limit(self, babi_task: int) -> int:
-        return self.max_sentences_by_task.get(babi_task, self.max_sentences)
+    supervise_gates: bool = Field(
+        False,
+        description="Add to the answer loss a cross-entropy of each pass's gates against that pass's supporting "
+        "fact (Kumar et al. 2016's strong supervision; needs supporting facts in the data).",
+    )
 
 
 class DistributedConfig(BaseModel):
@@ -72,44 +89,6 @@ class DistributedConfig(BaseModel):
     @property
     def distributed(self) -> bool:
         return self.nproc_per_node * self.nnodes > 1
-
-
-class BabiRunConfig(BaseModel):
-    """Everything one `dmn run babi` needs; also the parameters of the Prefect flow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    babi_tasks: list[int] = Field(default_factory=lambda: [1], description="bAbI task ids 1-20 to train.")
-    size: Literal["1k", "10k"] = Field("1k", description="Training set size.")
-    source: str = Field(
-        "bundled",
-        description="'bundled', a folder of bAbI files, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME.",
-    )
-    source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
-    data_root: DataRoot = Field(
-        "data",
-        description="Where ingested data, Parquet and checkpoints are written: a folder or an object-storage URI "
-        "(s3://bucket/prefix, gs://..., abfs://...).",
-    )
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
-    model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
-    concurrency: int = Field(1, ge=1, description="bAbI tasks (or seeds) trained at the same time.")
-    seeds: list[int] | None = Field(
-        None, description="Restarts with these seeds per bAbI task; the lowest validation loss is kept."
-    )
-
-    @field_validator("babi_tasks")
-    @classmethod
-    def _known_tasks(cls, value: list[int]) -> list[int]:
-        unknown = [t for t in value if t not in BABI_TASK_IDS]
-        if unknown:
-            raise ValueError(f"unknown bAbI task id(s) {unknown}; valid ids are 1-20")
-        if not value:
-            raise ValueError("at least one bAbI task id is needed")
-        return sorted(set(value))
 
 
 class PromotionConfig(BaseModel):
@@ -139,16 +118,3 @@ class EvaluateConfig(BaseModel):
         "data", description="Where ingested data are written: a folder or an object-storage URI."
     )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
-
-
-def parse_babi_tasks(text: str) -> list[int]:
-    """'1,2,3' or 'all' -> [1, 2, 3]; raises ValueError naming the bad item."""
-    if text.strip().lower() == "all":
-        return list(BABI_TASK_IDS)
-    ids = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or int(item) not in BABI_TASK_IDS:
-            raise ValueError(f"--babi-tasks: unknown bAbI task id {item!r}; valid ids are 1-20 or 'all'")
-        ids.append(int(item))
-    return sorted(set(ids))

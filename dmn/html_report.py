@@ -1,6 +1,6 @@
 """The audit report of an evaluation: one self-contained HTML file (images embedded), readable offline.
 
-It holds the per-task table with the delta against the current champion, the failed tasks, training
+It holds the per-unit table with the delta against the current champion, the failed units, training
 curves, heat maps of the memory's gates per pass for a few test stories, and the lineage: data digest,
 code version, configuration, seed, timings and machine.
 """
@@ -19,15 +19,17 @@ matplotlib.use("Agg")  # no screen: render to memory
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from dmn.apps.base import Application  # noqa: E402
 from dmn.checkpoint import load_checkpoint  # noqa: E402
-from dmn.data.batching import encode_stories, make_batch  # noqa: E402
-from dmn.data.parquet import TokenisedBabi  # noqa: E402
-from dmn.data.vocab import Vocabulary  # noqa: E402
+from dmn.config import ModelConfig  # noqa: E402
+from dmn.data.batching import make_batch  # noqa: E402
+from dmn.data.parquet import TokenisedData  # noqa: E402
+from dmn.report import unit_results  # noqa: E402
 
 
 @dataclass
 class AttentionExample:
-    babi_task: int
+    unit: int | str
     sentences: list[str]
     question: str
     answer: str
@@ -38,28 +40,27 @@ class AttentionExample:
 
 @torch.no_grad()
 def attention_examples(
-    dataset: TokenisedBabi, checkpoints: dict[int, str], per_task: int = 2
+    app: Application, dataset: TokenisedData, checkpoints: dict, per_unit: int = 2
 ) -> list[AttentionExample]:
-    """The gates of every pass for the first `per_task` test questions of each bAbI task."""
-    vocab = Vocabulary.load(dataset.vocab_path)
+    """The gates of every pass for the first `per_unit` test examples of each unit."""
+    vocab = dataset.vocabulary()
     examples = []
-    for babi_task, path in sorted(checkpoints.items()):
+    for unit, path in sorted(checkpoints.items()):
         model, meta = load_checkpoint(path)
-        limits = meta["train_config"]
-        limit = limits["max_sentences_by_task"].get(babi_task, limits["max_sentences"])
-        for row in dataset.read(babi_task, "test")[:per_task]:
-            batch = make_batch(encode_stories([row], vocab, limit))
-            logits, gates = model(*batch.model_inputs())  # (1, A), (1, P, S)
-            cut = max(0, len(row["story"]) - limit)
+        kind = ModelConfig(**meta["model_config"]).answer_kind
+        for row in dataset.read(unit, "test")[:per_unit]:
+            data = app.encode([row], vocab, meta["settings"], kind)
+            output = model(*make_batch(data).model_inputs())  # logits (1, T, A), gates (1, P, S)
+            facts = output.gates.size(-1)
             examples.append(
                 AttentionExample(
-                    babi_task,
-                    row["story"][cut:],
+                    unit,
+                    row["story"][-facts:],
                     row["question"],
                     row["answer"],
-                    vocab.answers[int(logits.argmax(-1))],
-                    [i - cut for i in row["supporting"] if i >= cut],
-                    gates[0].tolist(),
+                    app.render_answer(output.logits.argmax(-1)[0].tolist(), vocab, kind),
+                    [int(i) for i in data.supporting[0] if i >= 0],
+                    output.gates[0].tolist(),
                 )
             )
     return examples
@@ -72,13 +73,13 @@ def _png(figure) -> str:
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _curves(histories: dict[int, list[dict]]) -> str:
+def _curves(histories: dict, unit_title: str) -> str:
     figure, axes = plt.subplots(1, len(histories), figsize=(4.5 * len(histories), 3), squeeze=False)
-    for axis, (babi_task, history) in zip(axes[0], sorted(histories.items())):
+    for axis, (unit, history) in zip(axes[0], sorted(histories.items())):
         epochs = [r["epoch"] for r in history]
         axis.plot(epochs, [r["train_loss"] for r in history], label="train loss")
         axis.plot(epochs, [r["valid_loss"] for r in history], label="validation loss")
-        axis.set_title(f"bAbI task {babi_task}")
+        axis.set_title(f"{unit_title} {unit}")
         axis.set_xlabel("epoch")
         axis.legend()
     return _png(figure)
@@ -95,33 +96,38 @@ def _heat_map(example: AttentionExample) -> str:
     return _png(figure)
 
 
-def render_html(report: dict, histories: dict[int, list[dict]], examples: list[AttentionExample], champion=None) -> str:
+def render_html(report: dict, histories: dict, examples: list[AttentionExample], champion=None) -> str:
     """The audit report; `champion` is the champion's report, for the deltas (None: no champion)."""
-    theirs = {r["babi_task"]: r["accuracy"] for r in champion["babi_tasks"]} if champion else {}
+    theirs = {r["unit"]: r["accuracy"] for r in unit_results(champion)} if champion else {}
+    unit_title = report["unit_title"]
     rows = []
-    for r in report["babi_tasks"]:
-        delta = f"{r['accuracy'] - theirs[r['babi_task']]:+.1%}" if r["babi_task"] in theirs else "n/a"
+    for r in report["units"]:
+        delta = f"{r['accuracy'] - theirs[r['unit']]:+.1%}" if r["unit"] in theirs else "n/a"
         hit = "n/a" if r["support_hit_rate"] is None else f"{r['support_hit_rate']:.1%}"
         rows.append(
-            f"<tr><td>{r['babi_task']}</td><td>{r['accuracy']:.1%}</td><td>{delta}</td><td>{r['error']:.1%}</td>"
+            f"<tr><td>{r['unit']}</td><td>{r['accuracy']:.1%}</td><td>{delta}</td><td>{r['error']:.1%}</td>"
             f"<td>{'FAILED' if r['failed'] else 'passed'}</td><td>{hit}</td><td>{r['best_epoch']} / {r['epochs']}</td>"
             f"<td>{r['train_seconds']:.0f}</td><td>{r.get('seed', '')}</td><td>{html.escape(r['note'])}</td></tr>"
         )
     against = f"champion: {html.escape(champion['training_digest'][:16])}" if champion else "no champion yet"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) or "<li>none</li>"
-    failed = ", ".join(map(str, report["failed_tasks"])) or "none"
+    failed = ", ".join(map(str, report["failed_units"])) or "none"
+    anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
+    supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
     heat_maps = "".join(_heat_map(e) for e in examples)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(report["model_name"])}: evaluation</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}img{{margin:.5em}}</style></head><body>
-<h1>{html.escape(report["model_name"])}: DMN+ on bAbI {report["size"]}, test split</h1>
-<p>Mean error {report["mean_error"]:.2%}; failed tasks (error &gt; 5 %): {failed}. Deltas against the {against}.</p>
-<table><tr><th>bAbI task</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>
+<h1>{html.escape(report["model_name"])}: {report["architecture"].upper()} on {html.escape(report["dataset"])}, test split</h1>
+<p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}.</p>
+<p>Mean error {report["mean_error"]:.2%}; failed (error &gt; 5 %): {failed}. Deltas against the {against}.</p>
+<table><tr><th>{html.escape(unit_title)}</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>
 <th>top gate on a supporting fact</th><th>best epoch / epochs</th><th>train s</th><th>seed</th><th>note</th></tr>
 {"".join(rows)}</table>
+<h2>Anchors</h2><ul>{anchors}</ul>
 <h2>Notes</h2><ul>{notes}</ul>
-<h2>Training curves</h2>{_curves(histories)}
+<h2>Training curves</h2>{_curves(histories, unit_title)}
 <h2>Attention of the memory, per pass (* marks a supporting fact)</h2>{heat_maps}
 <h2>Lineage</h2><ul>
 <li>data digest: <code>{report["data_digest"]}</code></li>

@@ -3,6 +3,6 @@ it loads a version, so nothing is pickled into the registry."""
 
 from mlflow.models import set_model
 
-from dmn.serving import BabiQAModel
+from dmn.serving import DMNModel
 
-set_model(BabiQAModel())
+set_model(DMNModel())

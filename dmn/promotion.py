@@ -2,7 +2,7 @@
 reason, rollback, and every decision recorded on the version.
 
 The gate: a challenger replaces the champion only if, on the same test data (same data digest), it is at
-least as accurate on every bAbI task the champion answers (within `tolerance`) and better on the mean.
+least as accurate on every unit (bAbI task...) the champion answers (within `tolerance`) and better on the mean.
 Every decision is all-or-nothing: if any step fails, the aliases and tags it changed are put back as they were.
 """
 
@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from dmn.config import PromotionConfig
 from dmn.errors import ConfigError
+from dmn.report import unit_results
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 DECISION_TAG = "dmn.decision."  # + UTC timestamp -> JSON of a Decision
@@ -76,12 +77,13 @@ def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
     """(passes, reason) of the promotion gate on two evaluation reports."""
     if candidate["data_digest"] != champion["data_digest"]:
         return False, "evaluated on other test data (data digests differ): not comparable"
-    theirs = {r["babi_task"]: r["accuracy"] for r in champion["babi_tasks"]}
-    ours = {r["babi_task"]: r["accuracy"] for r in candidate["babi_tasks"]}
+    theirs = {r["unit"]: r["accuracy"] for r in unit_results(champion)}
+    ours = {r["unit"]: r["accuracy"] for r in unit_results(candidate)}
+    title = candidate.get("unit_title", "bAbI task")
     missing = sorted(set(theirs) - set(ours))
     if missing:
-        return False, f"does not answer bAbI task(s) {missing} of the champion"
-    worse = [f"task {t}: {ours[t]:.4f} < {theirs[t]:.4f}" for t in sorted(theirs) if ours[t] < theirs[t] - tolerance]
+        return False, f"does not answer {title} {missing} of the champion"
+    worse = [f"{title} {t}: {ours[t]:.4f} < {theirs[t]:.4f}" for t in sorted(theirs) if ours[t] < theirs[t] - tolerance]
     if worse:
         return False, f"worse than the champion beyond tolerance {tolerance} ({'; '.join(worse)})"
     mean_ours = sum(ours[t] for t in theirs) / len(theirs)

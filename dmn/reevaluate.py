@@ -11,14 +11,13 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from dmn.babi import evaluate_babi_task
+from dmn.apps import application
 from dmn.checkpoint import load_checkpoint
-from dmn.config import BabiRunConfig
-from dmn.data.parquet import tokenise_babi
-from dmn.data.sources import ingest_babi
+from dmn.config import ModelConfig
 from dmn.data.vocab import Vocabulary
 from dmn.errors import ConfigError
 from dmn.html_report import attention_examples, render_html
+from dmn.pipeline import evaluate_unit
 from dmn.promotion import champion_report
 from dmn.report import build_report, report_markdown
 
@@ -41,34 +40,38 @@ def resolve(client: MlflowClient, model_uri: str):
 def evaluate_registered(
     model_uri: str, source: str = "bundled", size: str = "1k", data_root: str = "data", tracking_uri: str | None = None
 ) -> tuple[dict, str]:
-    """(report, run id) of the version's models on the test split of `source`."""
+    """(report, run id) of the version's models on the test split of `source` (`size`: a bAbI size)."""
     client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
     version = resolve(client, model_uri)
     with tempfile.TemporaryDirectory() as folder:
         model_dir = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{version.name}/{version.version}", dst_path=folder, tracking_uri=tracking_uri
         )
-        local = Path(model_dir) / "artifacts"  # the pyfunc's artifacts: vocab.json, babi_task_N.pt
-        checkpoints = {load_checkpoint(p)[1]["babi_task"]: str(p) for p in sorted(local.glob("babi_task_*.pt"))}
-        dataset = tokenise_babi(ingest_babi(source, size, data_root), data_root)
-        if Vocabulary.load(dataset.vocab_path) != Vocabulary.load(local / "vocab.json"):
+        local = Path(model_dir) / "artifacts"  # the pyfunc's artifacts: vocab.json and a checkpoint per unit
+        metas = {str(p): load_checkpoint(p)[1] for p in sorted(local.glob("*.pt"))}
+        checkpoints = {meta["unit"]: path for path, meta in metas.items()}
+        first = next(iter(metas.values()))
+        app = application(first["application"])
+        config = app.config_type(
+            source=source,
+            size=size,
+            data_root=data_root,
+            tracking_uri=tracking_uri,
+            model_name=version.name,
+            model=ModelConfig(**first["model_config"]),
+            **{app.unit_field: sorted(checkpoints)},
+        )
+        dataset = app.tokenise(app.ingest(config, data_root), data_root)
+        if dataset.vocabulary() != Vocabulary.load(local / "vocab.json"):
             raise ConfigError(
                 f"{model_uri}: the dataset {source!r} ({size}) has another vocabulary than this version's: "
                 "its word ids would mean other words"
             )
         dataset.require(checkpoints)
-        results = [evaluate_babi_task(dataset, t, path) for t, path in sorted(checkpoints.items())]
-        config = BabiRunConfig(
-            babi_tasks=sorted(checkpoints),
-            size=size,
-            source=source,
-            data_root=data_root,
-            tracking_uri=tracking_uri,
-            model_name=version.name,
-        )
-        report = build_report(config, dataset, results, version.tags.get("training_digest", ""))
-        histories = {t: load_checkpoint(p)[1]["history"] for t, p in checkpoints.items()}
-        html = render_html(report, histories, attention_examples(dataset, checkpoints), champion_report(config))
+        results = [evaluate_unit(app, dataset, u, path) for u, path in sorted(checkpoints.items())]
+        report = build_report(app, config, dataset, results, version.tags.get("training_digest", ""))
+        histories = {u: metas[path]["history"] for u, path in checkpoints.items()}
+        html = render_html(report, histories, attention_examples(app, dataset, checkpoints), champion_report(config))
     experiment = f"{version.name}-evaluations"
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment)
@@ -77,7 +80,7 @@ def evaluate_registered(
         tags={"model_version": str(version.version), "data_digest": dataset.digest},
     )
     for result in results:
-        client.log_metric(run.info.run_id, f"babi_task_{result['babi_task']}.test_accuracy", result["accuracy"])
+        client.log_metric(run.info.run_id, f"{app.unit_name}_{result['unit']}.test_accuracy", result["accuracy"])
     client.log_dict(run.info.run_id, report, "report/evaluation.json")
     client.log_text(run.info.run_id, report_markdown(report), "report/evaluation.md")
     client.log_text(run.info.run_id, html, "report/evaluation.html")

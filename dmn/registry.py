@@ -1,4 +1,5 @@
-"""Log a bAbI run to MLflow and register its models as one version of a registered model.
+"""Log a run of any application to MLflow and register its models (one per unit) as one version of a
+registered model.
 
 A version is found again by its training digest: registering what was already registered returns the
 existing version and writes nothing.
@@ -21,16 +22,19 @@ from mlflow.types import ColSpec, Schema
 
 import dmn
 from dmn import storage
-from dmn.config import BabiRunConfig
-from dmn.data.parquet import TokenisedBabi
+from dmn.apps.base import Application, RunConfig
+from dmn.data.parquet import TokenisedData
 from dmn.promotion import CHALLENGER
 
-SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [ColSpec("string", "story"), ColSpec("string", "question"), ColSpec("long", "babi_task", required=False)]
-    ),
-    outputs=Schema([ColSpec("string")]),
-)
+
+def signature(app: Application) -> ModelSignature:
+    """The pyfunc's input columns (the application's, and its unit column, needed only when a version holds
+    several units) and its output: one answer string per row."""
+    columns = [ColSpec("string", name) for name in app.request_columns]
+    return ModelSignature(
+        inputs=Schema([*columns, ColSpec("long", app.unit_name, required=False)]),
+        outputs=Schema([ColSpec("string")]),
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def find_version(client: MlflowClient, name: str, training_digest: str):
     return None
 
 
-def flat_params(config: BabiRunConfig) -> dict[str, str]:
+def flat_params(config: RunConfig) -> dict[str, str]:
     params = {}
     for group, values in config.model_dump(mode="json").items():
         if isinstance(values, dict):
@@ -62,13 +66,14 @@ def flat_params(config: BabiRunConfig) -> dict[str, str]:
     return params
 
 
-def register_babi_run(
-    config: BabiRunConfig,
-    dataset: TokenisedBabi,
-    checkpoints: dict[int, str],
+def register_run(
+    app: Application,
+    config: RunConfig,
+    dataset: TokenisedData,
+    checkpoints: dict,
     report: dict,
     markdown: str,
-    histories: dict[int, list[dict]],
+    histories: dict,
     render_html: Callable[[], str] | None = None,
 ) -> RegisteredVersion:
     """Log params, metrics, report and the pyfunc model; register it as a new version of config.model_name.
@@ -84,15 +89,21 @@ def register_babi_run(
         return RegisteredVersion(config.model_name, str(existing.version), existing.run_id, created=False)
 
     mlflow.set_experiment(config.model_name)
-    tags = {"training_digest": digest, "data_digest": dataset.digest, "code_version": report["code_version"]}
+    tags = {
+        "training_digest": digest,
+        "data_digest": dataset.digest,
+        "code_version": report["code_version"],
+        "application": app.name,
+        "architecture": config.model.architecture,
+    }
     with mlflow.start_run(tags=tags) as run:
         mlflow.log_params(flat_params(config))
-        for babi_task, history in histories.items():
+        for unit, history in histories.items():
             for record in history:
-                metrics = {f"babi_task_{babi_task}.{k}": v for k, v in record.items() if k != "epoch"}
+                metrics = {f"{app.unit_name}_{unit}.{k}": v for k, v in record.items() if k != "epoch"}
                 mlflow.log_metrics(metrics, step=record["epoch"])
-        for result in report["babi_tasks"]:
-            prefix = f"babi_task_{result['babi_task']}.test"
+        for result in report["units"]:
+            prefix = f"{app.unit_name}_{result['unit']}.test"
             mlflow.log_metrics({f"{prefix}_accuracy": result["accuracy"], f"{prefix}_error": result["error"]})
             if result["support_hit_rate"] is not None:
                 mlflow.log_metric(f"{prefix}_support_hit_rate", result["support_hit_rate"])
@@ -104,23 +115,25 @@ def register_babi_run(
 
         with tempfile.TemporaryDirectory() as local:  # MLflow logs local files; the data may be in a store
             artifacts = {"vocab": str(storage.local_file(dataset.vocab_path, local))}
-            artifacts.update({f"babi_task_{t}": str(storage.local_file(p, local)) for t, p in checkpoints.items()})
+            artifacts.update(
+                {f"{app.unit_name}_{u}": str(storage.local_file(p, local)) for u, p in checkpoints.items()}
+            )
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(dmn.__file__).with_name("mlflow_model.py")),
                 artifacts=artifacts,
                 code_paths=[str(Path(dmn.__file__).parent)],
-                signature=SIGNATURE,
-                input_example=_input_example(dataset, checkpoints),
+                signature=signature(app),
+                input_example=_input_example(app, dataset, checkpoints),
                 pip_requirements=[
                     f"torch>={torch.__version__.split('+')[0]}",
                     "pandas",
                     f"mlflow=={mlflow.__version__}",
                 ],
-                metadata={"babi_tasks": sorted(checkpoints), "size": config.size},
+                metadata={"application": app.name, "units": sorted(checkpoints), "dataset": app.describe(config)},
             )
         # the tags come with the version in one call: a retry after a failure finds it by its digest
-        tags["babi_tasks"] = ",".join(map(str, sorted(checkpoints)))
+        tags["units"] = ",".join(map(str, sorted(checkpoints)))
         version = str(mlflow.register_model(info.model_uri, config.model_name, tags=tags).version)
         client.set_registered_model_alias(config.model_name, CHALLENGER, version)  # a new version is the challenger
     return RegisteredVersion(config.model_name, version, run.info.run_id, created=True)
@@ -138,10 +151,9 @@ def _model_exists(client: MlflowClient, name: str) -> bool:
     return bool(client.search_registered_models(f"name = '{name}'"))
 
 
-def _input_example(dataset: TokenisedBabi, checkpoints: dict[int, str]) -> pd.DataFrame:
-    babi_task = min(checkpoints)
-    row = dataset.read(babi_task, "test")[0]
-    example = {"story": ["\n".join(row["story"])], "question": [row["question"]]}
+def _input_example(app: Application, dataset: TokenisedData, checkpoints: dict) -> pd.DataFrame:
+    unit = min(checkpoints)
+    example = {key: [value] for key, value in app.example_request(dataset.read(unit, "test")[0]).items()}
     if len(checkpoints) > 1:
-        example["babi_task"] = [babi_task]
+        example[app.unit_name] = [unit]
     return pd.DataFrame(example)

@@ -1,5 +1,7 @@
-"""Training of one DMN+ on one bAbI task, as the paper: Adam, L2 on non-bias weights, early stopping on the
-validation loss, and selection of the epoch with the lowest validation loss.
+"""Training of one DMN (either architecture) on one unit, as the DMN+ paper: Adam, L2 on non-bias weights,
+early stopping on the validation loss, and selection of the epoch with the lowest validation loss. The loss
+is the cross-entropy of the answer (one class, or every word of a sequence with teacher forcing), plus, with
+`supervise_gates`, the cross-entropy of each pass's gates against that pass's supporting fact (Kumar 2016).
 
 Data-parallel when a process group is initialised (dmn/distributed.py launches it): `batch_size` is the
 global batch, split evenly over the ranks by a DistributedSampler, and DistributedDataParallel averages the
@@ -30,11 +32,11 @@ from tqdm.auto import tqdm
 
 from dmn import storage
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.batching import EncodedStories, make_batch
+from dmn.data.batching import IGNORE, Batch, Examples, make_batch
 from dmn.errors import ConfigError, DataError
-from dmn.model import DMNPlus
+from dmn.models import ModelOutput, ModelSizes, build_model
 
-PROGRESS_FORMAT = "dmn-plus-progress/1"
+PROGRESS_FORMAT = "dmn-progress/2"
 
 
 @dataclass
@@ -81,10 +83,44 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
 
 
-def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=None, order=None) -> dict:
+def exact_match(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: every scored position of `target` (N, T) predicted by `predicted` (N, T') ids.
+
+    A sequence target ends with the end word, so a match is the whole answer and its end; a prediction
+    shorter than the target is wrong."""
+    if predicted.size(1) < target.size(1):
+        missing = predicted.new_full((predicted.size(0), target.size(1) - predicted.size(1)), -2)  # never a class
+        predicted = torch.cat([predicted, missing], dim=1)
+    return ((predicted[:, : target.size(1)] == target) | (target == IGNORE)).all(-1)
+
+
+def gate_loss(output: ModelOutput, supporting: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of pass k's gates against the k-th supporting fact, over the (example, pass) pairs that
+    have one (Kumar 2016's supervision of the attention).
+
+    supporting (B, K), -1 = none. Softmax gates (DMN+): a categorical cross-entropy over the story's facts.
+    Sigmoid gates (DMN): a binary cross-entropy of every real fact's gate (1 on the supporting fact, 0
+    elsewhere), summed over the facts."""
+    passes = min(output.gate_scores.size(1), supporting.size(1))
+    scores = output.gate_scores[:, :passes]  # (B, P', S)
+    wanted = supporting[:, :passes]  # (B, P')
+    chosen = wanted >= 0  # (B, P')
+    if not chosen.any():
+        return scores.new_zeros(())
+    scores, wanted = scores[chosen], wanted[chosen]  # (N, S), (N,)
+    if output.gate_activation == "softmax":
+        return F.cross_entropy(scores, wanted)
+    real = torch.isfinite(scores)  # (N, S): padded facts score -inf
+    labels = F.one_hot(wanted, scores.size(-1)).to(scores.dtype)  # (N, S)
+    per_fact = F.binary_cross_entropy_with_logits(scores.masked_fill(~real, 0.0), labels, reduction="none")
+    return (per_fact * real).sum(-1).mean()
+
+
+def run_epoch(model, data: Examples, batch_size: int, device, optimizer=None, order=None, supervise_gates=False):
     """One pass over `data` in `order` (default: as stored); trains when `optimizer` is given.
 
-    Returns the mean loss and the accuracy, summed over the ranks when training data-parallel.
+    Returns the mean loss and the accuracy (exact match of the answer; a sequence is teacher-forced here),
+    summed over the ranks when training data-parallel.
     """
     training = optimizer is not None
     model.train(training)
@@ -92,15 +128,18 @@ def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=No
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, examples
     with torch.set_grad_enabled(training):
         for start in range(0, len(order), batch_size):  # the last partial batch is kept
-            batch = make_batch(data.select(order[start : start + batch_size]), device)
-            logits, _ = model(*batch.model_inputs())  # (B, A)
-            loss = F.cross_entropy(logits, batch.answer)
+            batch: Batch = make_batch(data.select(order[start : start + batch_size]), device)
+            output = model(*batch.model_inputs(), target=batch.target)  # logits (B, T, A)
+            loss = F.cross_entropy(output.logits.flatten(0, 1), batch.target.flatten(), ignore_index=IGNORE)
+            if supervise_gates:
+                loss = loss + gate_loss(output, batch.supporting)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            n = batch.answer.size(0)
-            totals += torch.tensor([loss.item() * n, float((logits.argmax(-1) == batch.answer).sum()), n])
+            n = batch.target.size(0)
+            correct = float(exact_match(output.logits.argmax(-1), batch.target).sum())
+            totals += torch.tensor([loss.item() * n, correct, n])
     if training and world()[1] > 1:
         reduced = totals.to(device)  # NCCL reduces device tensors, gloo CPU ones
         dist.all_reduce(reduced)
@@ -109,12 +148,11 @@ def run_epoch(model, data: EncodedStories, batch_size: int, device, optimizer=No
 
 
 def train_dmn(
-    train: EncodedStories,
-    valid: EncodedStories,
+    train: Examples,
+    valid: Examples,
     model_config: ModelConfig,
     train_config: TrainConfig,
-    vocab_size: int,
-    answer_size: int,
+    sizes: ModelSizes,
     progress: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     progress_path: str | Path | None = None,
@@ -125,7 +163,7 @@ def train_dmn(
         raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {world_size} processes")
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)  # the same initial weights on every rank
-    model = DMNPlus(model_config, vocab_size, answer_size).to(device)
+    model = build_model(model_config, sizes).to(device)
     optimizer = optimizer_for(model, train_config)
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_state": None}
@@ -146,11 +184,12 @@ def train_dmn(
             break  # a resumed run that had already stopped
         sampler.set_epoch(epoch)
         epoch_started = time.perf_counter()
+        supervise = train_config.supervise_gates
         train_metrics = run_epoch(
-            network, train, train_config.batch_size // world_size, device, optimizer, list(sampler)
+            network, train, train_config.batch_size // world_size, device, optimizer, list(sampler), supervise
         )
         train_seconds = time.perf_counter() - epoch_started
-        valid_metrics = run_epoch(model, valid, train_config.batch_size, device)
+        valid_metrics = run_epoch(model, valid, train_config.batch_size, device, supervise_gates=supervise)
         # every rank sees the same (reduced) losses, so all stop together
         if not (math.isfinite(train_metrics["loss"]) and math.isfinite(valid_metrics["loss"])):
             raise ConfigError(

@@ -1,8 +1,10 @@
 """The code version recorded with every model: the git commit when run from a checkout, else the package
-version; and a digest of the package's source, so caches miss when the model code changes."""
+version; and digests of the code a pipeline step runs, so that step's cache misses when that code changes
+and only then (editing the CLI or a report leaves training cached; editing the model does not)."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import subprocess
@@ -27,11 +29,46 @@ def code_version() -> str:
     return f"git {commit}{' (modified)' if dirty else ''}"
 
 
+def module_file(module: str, root: Path = PACKAGE_DIR) -> Path | None:
+    """The source file of `dmn.x.y` under `root` (the `dmn` folder); None for a name that is no module."""
+    parts = module.split(".")[1:]
+    for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(module: str, root: Path = PACKAGE_DIR) -> set[str]:
+    """`module` and every `dmn` module it imports, directly or not, read from the source (nothing is run).
+
+    Importing `dmn.a.b` runs `dmn/a/__init__.py` too, so package files count: keep them free of imports
+    of other applications (dmn/apps/__init__.py names its applications as strings)."""
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        path = module_file(name, root)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        parents = name.split(".")
+        pending += [".".join(parents[:i]) for i in range(2, len(parents))]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                pending += [alias.name for alias in node.names if alias.name.startswith("dmn.")]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dmn"):
+                pending.append(node.module)
+                pending += [f"{node.module}.{alias.name}" for alias in node.names]  # `from dmn.x import module`
+    return seen
+
+
 @functools.cache
-def code_digest() -> str:
+def code_digest(*modules: str, root: Path = PACKAGE_DIR) -> str:
+    """sha256 over the source of `modules` and of every `dmn` module they import (see imported_modules)."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+    files = {module_file(m, root) for module in modules for m in imported_modules(module, root)}
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

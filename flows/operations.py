@@ -9,13 +9,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from dmn import storage
-from dmn.config import BabiRunConfig, EvaluateConfig, PromotionConfig, RollbackConfig
+from dmn.apps.babi import BabiRunConfig
+from dmn.config import EvaluateConfig, PromotionConfig, RollbackConfig
 from dmn.promotion import Decision, apply_promotion
 from dmn.promotion import rollback as roll_back
 from dmn.reevaluate import evaluate_registered
 from dmn.report import report_markdown
 from flows.babi import babi_flow
-from tasks.babi import is_transient
+from tasks.steps import is_transient
 
 
 @flow(name="dmn-evaluate")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dmn import storage
 
-PAD, UNK = "<pad>", "<unk>"
+PAD, UNK, END = "<pad>", "<unk>", "<end>"
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -21,16 +21,19 @@ def tokenize(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Vocabulary:
     words: tuple[str, ...]  # id -> word; 0 is padding, 1 an unknown word
-    answers: tuple[str, ...]  # id -> answer class
+    answers: tuple[str, ...]  # id -> answer class (a class answer module)
+    answer_words: tuple[str, ...] = (END,)  # id -> answer word, 0 the end word (a sequence answer module)
 
     @classmethod
-    def build(cls, word_lists, answers) -> Vocabulary:
+    def build(cls, word_lists, answers, answer_word_lists=()) -> Vocabulary:
         words = sorted({w for ws in word_lists for w in ws} - {PAD, UNK})
-        return cls((PAD, UNK, *words), tuple(sorted(set(answers))))
+        answer_words = sorted({w for ws in answer_word_lists for w in ws} - {END})
+        return cls((PAD, UNK, *words), tuple(sorted(set(answers))), (END, *answer_words))
 
     def __post_init__(self):
         object.__setattr__(self, "_word_ids", {w: i for i, w in enumerate(self.words)})
         object.__setattr__(self, "_answer_ids", {a: i for i, a in enumerate(self.answers)})
+        object.__setattr__(self, "_answer_word_ids", {a: i for i, a in enumerate(self.answer_words)})
 
     def word_ids(self, tokens: list[str]) -> list[int]:
         return [self._word_ids.get(t, 1) for t in tokens]
@@ -42,10 +45,19 @@ class Vocabulary:
         """-1 for an answer never seen in training (always counted wrong)."""
         return self._answer_ids.get(answer, -1)
 
+    def answer_word_ids(self, words: list[str]) -> list[int]:
+        """The words of a sequence answer and the end word; -1 for a word never seen in training."""
+        return [self._answer_word_ids.get(w, -1) for w in words] + [0]
+
+    def answer_size(self, kind: str) -> int:
+        """Outputs of the answer module: answer classes ('class') or answer words with the end ('sequence')."""
+        return len(self.answers) if kind == "class" else len(self.answer_words)
+
     def save(self, location: str | Path) -> None:
-        storage.write_bytes(location, json.dumps({"words": self.words, "answers": self.answers}).encode())
+        data = {"words": self.words, "answers": self.answers, "answer_words": self.answer_words}
+        storage.write_bytes(location, json.dumps(data).encode())
 
     @classmethod
     def load(cls, location: str | Path) -> Vocabulary:
         data = json.loads(storage.read_text(location))
-        return cls(tuple(data["words"]), tuple(data["answers"]))
+        return cls(tuple(data["words"]), tuple(data["answers"]), tuple(data.get("answer_words", [END])))

@@ -1,30 +1,19 @@
-"""DMN+ (Xiong, Merity & Socher 2016, "Dynamic Memory Networks for Visual and Textual Question Answering").
+"""The parts of DMN+ (Xiong, Merity & Socher 2016, "Dynamic Memory Networks for Visual and Textual Question
+Answering"): the sentence reader with input fusion, the episodic memory with attention gates and an
+attention GRU, and the one-step answer. Equation numbers refer to that paper.
 
-The network reads a story as a set of facts, reads the question, attends over the facts in several passes
-(episodic memory) and answers from the final memory and the question. Equation numbers refer to the DMN+
-paper. Masks are data: the caller passes `word_mask`, `fact_mask` and `question_mask`, and every sum,
-softmax and recurrence takes them, so a story gets the same answer and the same gates whatever else is
-in its batch.
-
-Dimension letters used in the shape comments:
-    B batch, S facts (sentences) per story, W words per sentence, Q question words,
-    H hidden (= embedding) size, P memory passes, A answer classes.
-
-Seams for the other applications: the input module is `TextFactEncoder` (words -> facts); a word-level
-encoder (sentiment, tagging) or an image-region encoder (visual QA) returns the same `(facts, fact_mask)`
-pair, and `EpisodicMemory` and the answer module do not change.
+Masks are data: every sum, softmax and recurrence takes `word_mask` / `fact_mask`, so a story gets the same
+answer and the same gates whatever else is in its batch. Dimension letters: B batch, S facts, W words per
+sentence, H hidden (= embedding) size, P memory passes, A answer classes.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmn.config import ModelConfig
-from dmn.recurrence import AttentionGRU
+from dmn.models.recurrence import AttentionGRU
 
 
 def positional_encoding(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
@@ -56,8 +45,8 @@ def reverse_within_length(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.gather(1, source.unsqueeze(-1).expand_as(x))  # (B, T, H)
 
 
-class TextFactEncoder(nn.Module):
-    """Input module for text: positional encoder per sentence, then input fusion (bi-GRU over sentences)."""
+class FusionInput(nn.Module):
+    """Input module: positional encoder per sentence, then input fusion (bi-GRU over the sentences)."""
 
     def __init__(self, embedding: nn.Embedding, hidden_size: int, dropout: float):
         super().__init__()
@@ -79,23 +68,13 @@ class TextFactEncoder(nn.Module):
         return (forward + backward) * fact_mask.unsqueeze(-1)  # (B, S, H), zero on padded facts
 
 
-class QuestionEncoder(nn.Module):
-    """Question module: a GRU over the question words; q is its state at the last real word."""
+class AttentionMemory(nn.Module):
+    """P passes of soft attention over the facts, an attention GRU per pass, an untied ReLU memory update.
 
-    def __init__(self, embedding: nn.Embedding, hidden_size: int):
-        super().__init__()
-        self.embedding = embedding
-        self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True)
+    Returns the final memory (B, H), the gates (B, P, S) and their scores before the softmax (B, P, S;
+    -inf on padded facts), which gate supervision reads."""
 
-    def forward(self, question: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
-        words = self.embedding(question)  # (B, Q, H)
-        states, _ = self.gru(words)  # (B, Q, H); padding after the last word does not reach it
-        last = (question_mask.sum(1) - 1).clamp(min=0)  # (B,)
-        return states[torch.arange(states.size(0), device=states.device), last]  # (B, H)
-
-
-class EpisodicMemory(nn.Module):
-    """P passes of attention over the facts with an untied ReLU memory update."""
+    gate_activation = "softmax"
 
     def __init__(self, hidden_size: int, passes: int):
         super().__init__()
@@ -116,58 +95,31 @@ class EpisodicMemory(nn.Module):
         question_term = self.gate_question(torch.cat([facts * q, (facts - q).abs()], dim=-1))  # (B, S, H)
         projected_facts = self.attention_gru.input_proj(facts)  # (B, S, 2H), the same in every pass
         memory = question  # m^0 = q, (B, H)
-        all_gates = []
+        all_gates, all_scores = [], []
         for update in self.memory_updates:
             m = memory.unsqueeze(1)  # (B, 1, H)
             memory_term = self.gate_memory(torch.cat([facts * m, (facts - m).abs()], dim=-1))  # (B, S, H)
             # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) (+ b^(2), which the softmax cancels)  (Eq. 7)
             scores = self.gate_out(torch.tanh(question_term + memory_term)).squeeze(-1)  # (B, S)
+            scores = scores.masked_fill(~fact_mask, float("-inf"))  # (B, S)
             # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
-            gates = F.softmax(scores.masked_fill(~fact_mask, float("-inf")), dim=-1)  # (B, S)
+            gates = F.softmax(scores, dim=-1)  # (B, S)
             context = self.attention_gru(projected_facts, gates)[:, -1]  # c^t: state at the last fact, (B, H)
             # m^t = ReLU(W^t [m^{t-1}; c^t; q] + b)  (untied update, Eq. 14)
             memory = F.relu(update(torch.cat([memory, context, question], dim=-1)))  # (B, H)
             all_gates.append(gates)
-        return memory, torch.stack(all_gates, dim=1)  # (B, H), (B, P, S)
+            all_scores.append(scores)
+        return memory, torch.stack(all_gates, dim=1), torch.stack(all_scores, dim=1)  # (B, H), (B, P, S) x 2
 
 
-class DMNPlus(nn.Module):
-    """Story + question -> answer logits (B, A) and the attention gates of every pass (B, P, S)."""
+class AnswerClassifier(nn.Module):
+    """Answer module: one softmax over the answer classes from [m^P; q] (Sec. 3.3): logits (B, 1, A)."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, answer_size: int):
+    def __init__(self, hidden_size: int, answer_size: int, dropout: float):
         super().__init__()
-        self.config = config
-        hidden = config.hidden_size
-        self.embedding = nn.Embedding(vocab_size, hidden, padding_idx=0)  # shared by story and question
-        self.input_module = TextFactEncoder(self.embedding, hidden, config.dropout)
-        self.question_module = QuestionEncoder(self.embedding, hidden)
-        self.memory = EpisodicMemory(hidden, config.passes)
-        self.answer_dropout = nn.Dropout(config.dropout)
-        self.answer = nn.Linear(2 * hidden, answer_size)  # softmax over answers from [m^P; q]
-        self.reset_parameters()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(2 * hidden_size, answer_size)
 
-    def reset_parameters(self) -> None:
-        """Xavier for weight matrices, zero biases, embeddings uniform in [-sqrt(3), sqrt(3)] (the paper)."""
-        for name, param in self.named_parameters():
-            if name == "embedding.weight":
-                nn.init.uniform_(param, -math.sqrt(3), math.sqrt(3))
-            elif "bias" in name:
-                nn.init.zeros_(param)
-            elif param.dim() == 2:
-                nn.init.xavier_uniform_(param)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()  # the padding word
-
-    def forward(
-        self,
-        story: torch.Tensor,  # (B, S, W) word ids, 0 = padding
-        word_mask: torch.Tensor,  # (B, S, W) bool
-        fact_mask: torch.Tensor,  # (B, S) bool
-        question: torch.Tensor,  # (B, Q) word ids
-        question_mask: torch.Tensor,  # (B, Q) bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        facts = self.input_module(story, word_mask, fact_mask)  # (B, S, H)
-        q = self.question_module(question, question_mask)  # (B, H)
-        memory, gates = self.memory(facts, fact_mask, q)  # (B, H), (B, P, S)
-        logits = self.answer(self.answer_dropout(torch.cat([memory, q], dim=-1)))  # (B, A)
-        return logits, gates
+    def forward(self, memory: torch.Tensor, question: torch.Tensor, target: torch.Tensor | None = None):
+        """`target` is not read: one class needs no teacher forcing."""
+        return self.linear(self.dropout(torch.cat([memory, question], dim=-1))).unsqueeze(1)  # (B, 1, A)

@@ -1,4 +1,4 @@
-"""The `dmn` command: `dmn run babi` runs the Prefect flow; `dmn ask` answers with a registered model.
+"""The `dmn` command: `dmn run APPLICATION` runs its Prefect flow; `dmn ask` answers with a registered model.
 
 Heavy imports (torch, prefect, mlflow) happen inside the commands so `dmn --help` is instant.
 """
@@ -11,7 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from dmn.config import BabiRunConfig, DistributedConfig, EvaluateConfig, ModelConfig, TrainConfig, parse_babi_tasks
+from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
+from dmn.config import DistributedConfig, EvaluateConfig, ModelConfig, TrainConfig
 
 
 def _babi_tasks(text: str) -> list[int]:
@@ -29,7 +30,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmn", description="Dynamic Memory Networks (DMN+) pipeline.")
+    parser = argparse.ArgumentParser(prog="dmn", description="Dynamic Memory Networks (DMN, DMN+) pipeline.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a pipeline (Prefect flow)")
@@ -49,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     babi.add_argument("--patience", type=int, default=train.patience, help="epochs without a better validation loss")
     babi.add_argument("--batch-size", type=int, default=train.batch_size, help="examples per step")
+    babi.add_argument(
+        "--model",
+        choices=["dmn+", "dmn"],
+        default=model.architecture,
+        help="architecture: 'dmn+' (Xiong et al. 2016, default) or 'dmn' (Kumar et al. 2016)",
+    )
+    babi.add_argument(
+        "--answer",
+        choices=["auto", "class", "sequence"],
+        default=model.answer,
+        help="answer module: one class or a word sequence; 'auto' (default): the architecture's own",
+    )
+    babi.add_argument(
+        "--supervise-gates",
+        action="store_true",
+        help="also train each pass's gates on that pass's supporting fact (Kumar et al. 2016's bAbI protocol)",
+    )
     babi.add_argument("--hidden", type=int, default=model.hidden_size, help="embedding and hidden size")
     babi.add_argument("--passes", type=int, default=model.passes, help="episodic memory passes")
     babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
@@ -123,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def schedule(args: argparse.Namespace) -> None:
-    from dmn.scheduling import set_schedule
+    from flows.scheduling import set_schedule
 
     print(set_schedule(args.deployment, args.cron, args.timezone, active=not args.inactive))
 
@@ -171,7 +189,7 @@ def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
         data_root=args.data_root,
         tracking_uri=args.tracking_uri,
         model_name=args.model_name,
-        model=ModelConfig(hidden_size=args.hidden, passes=args.passes),
+        model=ModelConfig(architecture=args.model, answer=args.answer, hidden_size=args.hidden, passes=args.passes),
         seeds=args.seeds,
         concurrency=args.concurrency,
         distributed=DistributedConfig(
@@ -189,6 +207,7 @@ def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
             batch_size=args.batch_size,
             seed=args.seed,
             device=args.device,
+            supervise_gates=args.supervise_gates,
         ),
     )
 
@@ -219,10 +238,10 @@ def ask(args: argparse.Namespace) -> None:
     model = mlflow.pyfunc.load_model(args.model_uri).unwrap_python_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        answer = model.answer(story, args.question, args.babi_task)
+        answer = model.answer({"story": story, "question": args.question}, args.babi_task)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"answer: {answer.answer}   (bAbI task {answer.babi_task} model)")
+    print(f"answer: {answer.answer}   (bAbI task {answer.unit} model)")
     print("attention per pass (gate of each sentence):")
     passes = len(answer.gates)
     print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "sentence")

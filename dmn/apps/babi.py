@@ -1,0 +1,221 @@
+"""bAbI question answering (Weston et al. 2015): one DMN per bAbI task, stories of sentences, one-word
+answers (a class) or, with a sequence answer module, the lists of tasks 8 and 19 as words ("apple,football").
+
+Reader: dmn/data/babi.py; sources (bundled, folder, tarball, URL, hub): dmn/data/sources.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from dmn import storage
+from dmn.apps.base import Application, RunConfig
+from dmn.data.babi import SPLITS, parse_babi_file
+from dmn.data.batching import Examples, encode_stories
+from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
+from dmn.data.sources import RawBabi, ingest_babi, source_fingerprint
+from dmn.data.vocab import Vocabulary, tokenize
+from dmn.errors import ConfigError
+from dmn.version import code_digest
+
+BABI_TASK_IDS = tuple(range(1, 21))
+LIST_SEPARATOR = ","  # tasks 8 and 19 answer with lists written "apple,football", "n,w"
+SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("line", pa.int32()),  # line of the question in its raw file
+        ("story", pa.list_(pa.string())),  # sentences as written
+        ("story_tokens", pa.list_(pa.list_(pa.string()))),
+        ("question", pa.string()),
+        ("question_tokens", pa.list_(pa.string())),
+        ("answer", pa.string()),
+        ("supporting", pa.list_(pa.int32())),  # indices into `story`, in the file's order
+    ]
+)
+
+
+class BabiRunConfig(RunConfig):
+    """Everything one `dmn run babi` needs; also the parameters of the Prefect flow."""
+
+    babi_tasks: list[int] = Field(default_factory=lambda: [1], description="bAbI task ids 1-20 to train.")
+    size: Literal["1k", "10k"] = Field("1k", description="Training set size.")
+    source: str = Field(
+        "bundled",
+        description="'bundled', a folder of bAbI files, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME.",
+    )
+    source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
+    model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
+    max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
+    max_sentences_by_task: dict[int, int] = Field(
+        default_factory=lambda: {3: 130},
+        description="Per-bAbI-task override of max_sentences, as {bAbI task: N} (task 3 needs 130, as the paper).",
+    )
+
+    @field_validator("babi_tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[int]) -> list[int]:
+        unknown = [t for t in value if t not in BABI_TASK_IDS]
+        if unknown:
+            raise ValueError(f"unknown bAbI task id(s) {unknown}; valid ids are 1-20")
+        if not value:
+            raise ValueError("at least one bAbI task id is needed")
+        return sorted(set(value))
+
+
+def parse_babi_tasks(text: str) -> list[int]:
+    """'1,2,3' or 'all' -> [1, 2, 3]; raises ValueError naming the bad item."""
+    if text.strip().lower() == "all":
+        return list(BABI_TASK_IDS)
+    ids = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) not in BABI_TASK_IDS:
+            raise ValueError(f"--babi-tasks: unknown bAbI task id {item!r}; valid ids are 1-20 or 'all'")
+        ids.append(int(item))
+    return sorted(set(ids))
+
+
+def tokenise(raw: RawBabi, data_root: str) -> TokenisedData:
+    """Parse and tokenise every file of `raw`; publish Parquet (a partition per bAbI task), vocabulary and
+    manifest as one folder."""
+    # the reader's and tokeniser's code is part of the name: a change to them re-tokenises
+    code = code_digest(__name__)[:8]
+    target = storage.join(data_root, "tokens", f"babi-{raw.size}-{raw.digest[:16]}-{code}")
+    files = raw.files()
+    tasks = tuple(sorted({babi_task for babi_task, _ in files}))
+    if not is_published(target):
+        tables = {babi_task: _task_table(files, babi_task) for babi_task in tasks}
+        train = train_rows(tables)
+        answers = [answer for t in train for answer in t["answer"].to_pylist()]
+        vocab = Vocabulary.build(
+            [
+                *(sentence for t in train for story in t["story_tokens"].to_pylist() for sentence in story),
+                *(question for t in train for question in t["question_tokens"].to_pylist()),
+            ],
+            answers,
+            [answer.split(LIST_SEPARATOR) for answer in answers],
+        )
+        manifest = {"digest": raw.digest, "size": raw.size, "babi_tasks": list(tasks)}
+        publish(
+            target, "babi_task", tables, vocab, {**manifest, "notes": {str(k): v for k, v in raw.fallbacks.items()}}
+        )
+    return TokenisedData(target, raw.digest, "babi_task", tasks, dict(raw.fallbacks))
+
+
+def _task_table(files: dict, babi_task: int) -> pa.Table:
+    rows = []
+    for split in SPLITS:
+        for q in parse_babi_file(files[(babi_task, split)]):
+            rows.append(
+                {
+                    "split": split,
+                    "line": q.line,
+                    "story": list(q.story),
+                    "story_tokens": [tokenize(s) for s in q.story],
+                    "question": q.question,
+                    "question_tokens": tokenize(q.question),
+                    "answer": q.answer,
+                    "supporting": list(q.supporting),
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def settings(config: BabiRunConfig, babi_task: int) -> dict:
+    """The story cut of this bAbI task: its last N sentences."""
+    return {"sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences)}
+
+
+def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:
+    """Stories cut to `settings["sentence_limit"]`; answers as a class, or as words and the end word (rows
+    without an answer, as requests to the served model are, get no target)."""
+    if any("answer" not in row for row in rows):
+        targets = None
+    elif answer_kind == "class":
+        targets = [[vocab.answer_id(row["answer"])] for row in rows]
+    else:
+        targets = [vocab.answer_word_ids(row["answer"].split(LIST_SEPARATOR)) for row in rows]
+    return encode_stories(rows, vocab, settings["sentence_limit"], targets)
+
+
+def render_answer(ids: list[int], vocab: Vocabulary, answer_kind: str) -> str:
+    """Answer ids -> bAbI's notation: a class as it is, a word sequence up to the end word joined by ','."""
+    if answer_kind == "class":
+        return vocab.answers[ids[0]]
+    words = []
+    for i in ids:
+        if i == 0:  # the end word
+            break
+        words.append(vocab.answer_words[i])
+    return LIST_SEPARATOR.join(words)
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+LINE_NUMBER = re.compile(r"^\s*\d+\s+")
+
+
+def split_story(text: str) -> list[str]:
+    """Plain text -> sentences: one per line, and lines split after '.', '!' or '?'; bAbI line numbers dropped."""
+    sentences = []
+    for line in text.splitlines():
+        line = LINE_NUMBER.sub("", line).strip()
+        sentences.extend(s.strip() for s in SENTENCE_END.split(line) if tokenize(s))
+    return sentences
+
+
+def parse_request(request: dict) -> dict:
+    """{'story': plain text, 'question': text} -> a token row; ConfigError naming an empty column."""
+    sentences = split_story(request["story"])
+    if not sentences:
+        raise ConfigError("story: no sentence with words in it")
+    if not tokenize(request["question"]):
+        raise ConfigError("question: no words in it")
+    return {
+        "story": sentences,
+        "story_tokens": [tokenize(s) for s in sentences],
+        "question": request["question"],
+        "question_tokens": tokenize(request["question"]),
+    }
+
+
+def example_request(row: dict) -> dict:
+    return {"story": "\n".join(row["story"]), "question": row["question"]}
+
+
+def anchors(config: BabiRunConfig) -> list[str]:
+    """The published results this run compares with (docs: ../shared/docs/PAPERS.md, marked there as checked
+    (V) or quoted by a secondary source (S))."""
+    if config.train.supervise_gates:
+        return [
+            "DMN (Kumar et al. 2016), bAbI 1k with the gates supervised by the supporting facts: 18 of 20 tasks "
+            "passed, 17 and 19 failed (S)"
+        ]
+    if config.size == "10k":
+        return ["DMN+ (Xiong et al. 2016), bAbI 10k: mean error 2.8 %, one failed task (QA16, 45.3 % error) (V)"]
+    return ["bAbI 1k without supporting facts: end-to-end memory networks fail 10 tasks (V)"]
+
+
+APPLICATION = Application(
+    name="babi",
+    title="bAbI",
+    module=__name__,
+    unit_name="babi_task",
+    unit_title="bAbI task",
+    config_type=BabiRunConfig,
+    unit_field="babi_tasks",
+    describe=lambda config: f"bAbI en {config.size}",
+    source_fingerprint=lambda config: source_fingerprint(config.source, config.size, config.source_sha256),
+    ingest=lambda config, data_root: ingest_babi(config.source, config.size, data_root, config.source_sha256),
+    tokenise=tokenise,
+    settings=settings,
+    encode=encode,
+    render_answer=render_answer,
+    parse_request=parse_request,
+    request_columns=("story", "question"),
+    example_request=example_request,
+    anchors=anchors,
+)

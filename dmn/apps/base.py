@@ -1,0 +1,81 @@
+"""What an application is: the run configuration fields every application shares, and `Application`, the
+functions and names in which applications differ. Everything else (training loop, evaluation, checkpoints,
+reports, registry, promotion, serving, the Prefect tasks and flows, the CLI) is generic and takes one.
+
+Adding an application (sentiment, tagging, visual QA...): a module in dmn/apps/ that defines its run
+configuration (a `RunConfig` with its own fields) and an `APPLICATION = Application(...)`, its name in
+`dmn.apps.APPLICATIONS`, a flow of a few lines in flows/, a deployment entry in prefect.yaml and a test file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dmn.config import DataRoot, DistributedConfig, ModelConfig, TrainConfig
+from dmn.data.batching import Examples
+from dmn.data.parquet import TokenisedData
+from dmn.data.vocab import Vocabulary
+
+
+class RunConfig(BaseModel):
+    """The fields of one run that every application has; an application's config adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field("bundled", description="Where the data comes from: 'bundled', a folder, a URL...")
+    data_root: DataRoot = Field(
+        "data",
+        description="Where ingested data, Parquet and checkpoints are written: a folder or an object-storage URI "
+        "(s3://bucket/prefix, gs://..., abfs://...).",
+    )
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    concurrency: int = Field(1, ge=1, description="Units (or seeds) trained at the same time.")
+    seeds: list[int] | None = Field(
+        None, description="Restarts with these seeds per unit; the lowest validation loss is kept."
+    )
+
+
+@dataclass(frozen=True)
+class Application:
+    """An application of the DMN: a frozen set of functions, no class hierarchy.
+
+    A *unit* is what is trained separately (a bAbI task; SST fine or binary...); its *settings* are the
+    encoding choices of that unit (a bAbI task's story cut), recorded in its checkpoint so that evaluation
+    and serving encode as training did.
+    """
+
+    name: str  # "babi": the CLI's `dmn run babi`, the flow's and the default registered model's names
+    title: str  # "bAbI", in reports
+    module: str  # its module: the code its ingest and tokenise steps key on
+    unit_name: str  # "babi_task": Parquet partitions, metrics, artifacts and the pyfunc's unit column
+    unit_title: str  # "bAbI task", in reports
+    config_type: type[RunConfig]
+    unit_field: str  # the field of its run config that lists the units to train ("babi_tasks")
+    describe: Callable[[RunConfig], str]  # the data set in words ("bAbI en 1k")
+    source_fingerprint: Callable[[RunConfig], str | None]  # the source's content, None when unknown before fetching
+    ingest: Callable[[RunConfig, str], Any]  # (config, data root) -> raw files with .digest and .is_stored()
+    tokenise: Callable[[Any, str], TokenisedData]  # (raw, data root) -> Parquet, vocabulary, manifest
+    settings: Callable[[RunConfig, Any], dict]  # (config, unit) -> encoding settings of that unit
+    encode: Callable[[list[dict], Vocabulary, dict, str], Examples]  # (rows, vocab, settings, answer kind)
+    render_answer: Callable[[list[int], Vocabulary, str], str]  # (answer ids, vocab, kind) -> the answer as text
+    parse_request: Callable[[dict], dict]  # a pyfunc request row -> a token row (ConfigError on bad input)
+    request_columns: tuple[str, ...]  # the pyfunc's input columns, besides the unit's
+    example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
+    anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
+
+    def __reduce__(self):
+        """Pickled as its name (spawned training workers look it up again), so its functions need not pickle."""
+        from dmn.apps import application
+
+        return application, (self.name,)
+
+    def units(self, config: RunConfig) -> list:
+        """The units `config` asks to train."""
+        return list(getattr(config, self.unit_field))

@@ -1,0 +1,104 @@
+"""The steps of a run that touch the model, for any application, without Prefect: train one unit (a bAbI
+task, say) into a checkpoint, pick the best of its restarts, evaluate it on the test split.
+
+`tasks/` wraps them as cached, retryable Prefect tasks; their cache keys cover the code they run
+(`step_code`), which is this module's and what it imports: the model, the training loop, checkpoints and
+evaluation, plus the application's module (reader and encoding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmn import storage
+from dmn.apps.base import Application
+from dmn.checkpoint import load_checkpoint, save_checkpoint
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.parquet import TokenisedData
+from dmn.evaluate import evaluate
+from dmn.models import ModelSizes
+from dmn.train import resolve_device, split_validation, train_dmn, world
+from dmn.version import code_digest, digest_of
+
+
+def step_code(app: Application, step: str) -> str:
+    """Digest of the code a step runs: the application's module for ingest and tokenise; that and this
+    module (model, training loop, checkpoints, evaluation) for train and evaluate."""
+    return code_digest(app.module) if step in ("ingest", "tokenise") else code_digest(app.module, __name__)
+
+
+def training_digest(
+    app: Application, data_digest: str, units, settings: dict, model: ModelConfig, train: TrainConfig, seeds=None
+) -> str:
+    """Identifies what a run trains: same data, units, settings, configuration, seeds and code -> same digest."""
+    return digest_of(
+        app.name, data_digest, sorted(units), settings, model, train, seeds or [train.seed], step_code(app, "train")
+    )
+
+
+def best_checkpoint(paths: list[str]) -> str:
+    """Of several restarts of one unit, the checkpoint with the lowest validation loss."""
+    return min(paths, key=lambda path: load_checkpoint(path)[1]["best_valid_loss"])
+
+
+def train_unit(
+    app: Application,
+    dataset: TokenisedData,
+    unit,
+    settings: dict,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    models_root: str | Path,
+    progress: bool = False,
+    on_epoch=None,
+) -> str:
+    """Train one DMN on one unit; returns the checkpoint's location (an existing one is reused).
+
+    `models_root` is a local folder or an object-storage URI (dmn/storage.py)."""
+    key = training_digest(app, dataset.digest, [unit], settings, model_config, train_config)
+    folder = storage.join(models_root, f"{app.name}-{key[:16]}")
+    path = storage.join(folder, f"{app.unit_name}_{unit}.pt")
+    if storage.exists(path):
+        return path
+    vocab = dataset.vocabulary()
+    kind = model_config.answer_kind
+    train_rows, valid_rows = split_validation(dataset.read(unit, "train"), train_config.valid_fraction)
+    progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
+    sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
+    result = train_dmn(
+        app.encode(train_rows, vocab, settings, kind),
+        app.encode(valid_rows, vocab, settings, kind),
+        model_config,
+        train_config,
+        sizes,
+        progress=progress,
+        on_epoch=on_epoch,
+        progress_path=progress_path,
+    )
+    if world()[0] != 0:
+        return path
+    save_checkpoint(
+        path, result, model_config, train_config, sizes=sizes, application=app.name, unit=unit, settings=settings
+    )
+    storage.delete(progress_path)
+    return path
+
+
+def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: str, device: str = "auto") -> dict:
+    """Test-split metrics of one checkpoint, with its training summary and any data note.
+
+    The device is this machine's ('auto': CUDA when present), not the one the model was trained on."""
+    model, meta = load_checkpoint(checkpoint)
+    device = resolve_device(device)
+    model.to(device)
+    kind = ModelConfig(**meta["model_config"]).answer_kind
+    data = app.encode(dataset.read(unit, "test"), dataset.vocabulary(), meta["settings"], kind)
+    return {
+        "unit": unit,
+        **evaluate(model, data, device),
+        "best_epoch": meta["best_epoch"],
+        "epochs": len(meta["history"]),
+        "train_seconds": meta["seconds"],
+        "seed": meta["train_config"]["seed"],
+        "note": dataset.notes.get(unit, ""),
+    }

@@ -1,0 +1,57 @@
+"""The DAG every application runs: ingest -> tokenise -> train (one model per unit and seed) -> evaluate ->
+report -> register. An application's flow (flows/babi.py...) is this with its typed configuration."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+
+from dmn import storage
+from dmn.apps import application
+from dmn.apps.base import RunConfig
+from dmn.pipeline import best_checkpoint, training_digest
+from tasks.steps import evaluate, ingest, register, report, tokenise, train
+
+
+def run_application(app_name: str, config: RunConfig) -> dict:
+    """Run the DAG of `app_name` inside the calling flow; returns {"report", "version"} (None on nodes other
+    than 0, which only train)."""
+    app = application(app_name)
+    data_root = storage.absolute(config.data_root)  # cache entries must not depend on the working directory
+    raw = _fresh(ingest, ingest(app_name, config, data_root), app_name, config, data_root)
+    dataset = _fresh(tokenise, tokenise(app_name, raw, data_root), app_name, raw, data_root)
+    units = app.units(config)
+    dataset.require(units)
+    settings = {unit: app.settings(config, unit) for unit in units}
+    seeds = config.seeds or [config.train.seed]
+    runs = [(unit, seed) for unit in units for seed in seeds]
+    training = (config.model, config.train, data_root, config.distributed)
+    futures = []
+    for i, (unit, seed) in enumerate(runs):
+        if i >= config.concurrency:  # at most `concurrency` trainings in flight
+            futures[i - config.concurrency].wait()
+        futures.append(train.submit(app_name, dataset, unit, settings[unit], seed, *training))
+    paths = [future.result() for future in futures]
+    if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
+        get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
+        return {"report": None, "version": None}
+    paths = [
+        _fresh(train, path, app_name, dataset, unit, settings[unit], seed, *training)
+        for (unit, seed), path in zip(runs, paths)
+    ]
+    # restarts: keep, per unit, the seed with the lowest validation loss (the paper's selection)
+    checkpoints = {u: best_checkpoint([p for (unit, _), p in zip(runs, paths) if unit == u]) for u in units}
+    results = [evaluate(app_name, dataset, u, checkpoints[u]) for u in units]
+    digest = training_digest(app, dataset.digest, units, settings, config.model, config.train, seeds)
+    document = report(app_name, config, dataset, results, digest)
+    version = register(app_name, config, dataset, checkpoints, document)
+    return {"report": document, "version": version}
+
+
+def _fresh(task, result, *args):
+    """`result` of `task(*args)`, or the task run anew when `result` came from the cache and points at files
+    removed since (Prefect's cache keys on the inputs and cannot know)."""
+    stored = storage.exists(result) if isinstance(result, str) else result.is_stored()
+    if stored:
+        return result
+    get_run_logger().warning("%s: the files of its cached result are gone; running it again", task.name)
+    return task.with_options(refresh_cache=True)(*args)

@@ -1,0 +1,160 @@
+"""The Prefect tasks of every application's flow. Each calls one `dmn` function; caches key on content
+digests and on the code the step runs (`dmn.pipeline.step_code`), not on the whole package.
+
+Tasks take the application's name (a string: a stable cache input) and look the application up.
+Retries are for transient failures only (a download, the object store of the data root or the tracking
+server that blips): bad data fails at once, with the DataError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+from dmn import storage
+from dmn.apps import application
+from dmn.apps.base import RunConfig
+from dmn.checkpoint import load_checkpoint
+from dmn.config import DistributedConfig, ModelConfig, TrainConfig
+from dmn.data.parquet import TokenisedData
+from dmn.data.sources import TransientSourceError
+from dmn.distributed import launch
+from dmn.html_report import attention_examples, render_html
+from dmn.pipeline import evaluate_unit, step_code, train_unit
+from dmn.promotion import champion_report
+from dmn.registry import RegisteredVersion, register_run
+from dmn.report import build_report, report_markdown
+
+
+def _code_of(step: str) -> CacheKeyFnPolicy:
+    """Keys on the code `step` runs for the task's application (its `app_name` input)."""
+    return CacheKeyFnPolicy(cache_key_fn=lambda context, inputs: step_code(application(inputs["app_name"]), step))
+
+
+def is_transient(task, task_run, state) -> bool:
+    error = state.result(raise_on_failure=False)
+    # pyarrow raises a bare OSError for an object store's network and service errors (a missing or a
+    # forbidden file raises a subclass, not retried); a full local disk is retried too: two short waits
+    return isinstance(error, (TransientSourceError, ConnectionError, TimeoutError)) or type(error) is OSError
+
+
+# tasks that read or write the data root or the tracking server: a blip of either is retried
+RETRY_TRANSIENT = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
+
+
+def _ingest_key(context, inputs) -> str | None:
+    """The source's content, not its path: an edited folder or a new tarball misses the cache.
+    None (not cached) where the content is unknown before fetching: a hub dataset, a URL without sha256."""
+    fingerprint = application(inputs["app_name"]).source_fingerprint(inputs["config"])
+    return None if fingerprint is None else f"{inputs['app_name']}:{fingerprint}:{inputs['data_root']}"
+
+
+@task(
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_ingest_key) + TASK_SOURCE + _code_of("ingest"),
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=is_transient,
+)
+def ingest(app_name: str, config: RunConfig, data_root: str):
+    """Fetch and check the raw files of the run's data set."""
+    raw = application(app_name).ingest(config, data_root)
+    get_run_logger().info("ingested %s: digest %s", config.source, raw.digest)
+    return raw
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE + _code_of("tokenise"), **RETRY_TRANSIENT)
+def tokenise(app_name: str, raw, data_root: str) -> TokenisedData:
+    """Parse and tokenise into Parquet, one partition per unit."""
+    dataset = application(app_name).tokenise(raw, data_root)
+    get_run_logger().info("tokenised %d units into %s", len(dataset.units), dataset.path)
+    return dataset
+
+
+@task(
+    cache_policy=INPUTS + TASK_SOURCE + _code_of("train"),
+    task_run_name="train-{app_name}-{unit}-seed-{seed}",
+    **RETRY_TRANSIENT,
+)
+def train(
+    app_name: str,
+    dataset: TokenisedData,
+    unit,
+    settings: dict,
+    seed: int,
+    model: ModelConfig,
+    train: TrainConfig,
+    data_root: str,
+    distributed: DistributedConfig,
+) -> str:
+    """Train one DMN on one unit with one seed (data-parallel when asked); returns its checkpoint."""
+    app = application(app_name)
+    logger = get_run_logger()
+
+    def log_epoch(record: dict) -> None:
+        level = logging.INFO if record["epoch"] % 10 == 0 else logging.DEBUG
+        logger.log(
+            level,
+            "%s %s epoch %d: train loss %.4f, valid loss %.4f, valid accuracy %.3f",
+            app.unit_title,
+            unit,
+            record["epoch"],
+            record["train_loss"],
+            record["valid_loss"],
+            record["valid_accuracy"],
+        )
+
+    train = train.model_copy(update={"seed": seed})
+    args = (app, dataset, unit, settings, model, train, storage.join(data_root, "models"))
+    if distributed.distributed:  # workers are other processes: they log to their own stderr
+        path = launch(train_unit, args, distributed, train.device)
+    else:
+        path = train_unit(*args, progress=sys.stderr.isatty(), on_epoch=log_epoch)
+    logger.info("%s %s (seed %d) trained: %s", app.unit_title, unit, seed, path)
+    return path
+
+
+@task(
+    cache_policy=INPUTS + TASK_SOURCE + _code_of("evaluate"),
+    task_run_name="evaluate-{app_name}-{unit}",
+    **RETRY_TRANSIENT,
+)
+def evaluate(app_name: str, dataset: TokenisedData, unit, checkpoint: str) -> dict:
+    """Test-split metrics of one unit's model."""
+    app = application(app_name)
+    result = evaluate_unit(app, dataset, unit, checkpoint)
+    get_run_logger().info("%s %s: test accuracy %.3f", app.unit_title, unit, result["accuracy"])
+    return result
+
+
+@task
+def report(app_name: str, config: RunConfig, dataset: TokenisedData, results: list[dict], training_digest: str) -> dict:
+    """Build the evaluation report and show it in the Prefect UI."""
+    document = build_report(application(app_name), config, dataset, results, training_digest)
+    create_markdown_artifact(
+        markdown=report_markdown(document), key=f"{config.model_name}-evaluation", description="test report"
+    )
+    return document
+
+
+@task(**RETRY_TRANSIENT)
+def register(
+    app_name: str, config: RunConfig, dataset: TokenisedData, checkpoints: dict, document: dict
+) -> RegisteredVersion:
+    """Log the run to MLflow and register the models (or find the version already registered)."""
+    app = application(app_name)
+    histories = {unit: load_checkpoint(path)[1]["history"] for unit, path in checkpoints.items()}
+
+    def audit_page() -> str:
+        examples = attention_examples(app, dataset, checkpoints)
+        return render_html(document, histories, examples, champion_report(config))
+
+    version = register_run(
+        app, config, dataset, checkpoints, document, report_markdown(document), histories, audit_page
+    )
+    verb = "registered" if version.created else "already registered as"
+    get_run_logger().info("%s %s version %s", verb, version.name, version.version)
+    return version
