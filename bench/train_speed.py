@@ -1,4 +1,5 @@
-"""Training and evaluation speed of DMN+ on one bAbI task, on the pipeline's own model and data path.
+"""Training and evaluation speed of a DMN (DMN+ by default) on one bAbI task, on the pipeline's own model and
+data path.
 
     python bench/train_speed.py --babi-task 1 --size 1k --batch-size 100 --hidden 80 --passes 3 --epochs 2
 
@@ -19,14 +20,12 @@ from pathlib import Path
 
 import torch
 
+from dmn.apps.babi import APPLICATION as BABI
+from dmn.apps.babi import BabiRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
-from dmn.data.batching import encode_stories
-from dmn.data.parquet import tokenise_babi
-from dmn.data.sources import ingest_babi
-from dmn.data.vocab import Vocabulary
 from dmn.distributed import launch
 from dmn.evaluate import predict
-from dmn.model import DMNPlus
+from dmn.models import ModelSizes, build_model
 from dmn.train import resolve_device, train_dmn
 from dmn.version import code_version
 
@@ -37,6 +36,8 @@ def main() -> None:
     parser.add_argument("--size", choices=["1k", "10k"], default="1k")
     parser.add_argument("--source", default="bundled", help="as `dmn run babi --source`")
     parser.add_argument("--batch-size", type=int, default=100, help="global batch (split over the processes)")
+    parser.add_argument("--model", choices=["dmn+", "dmn"], default="dmn+", help="architecture")
+    parser.add_argument("--supervise-gates", action="store_true", help="add the gate supervision loss")
     parser.add_argument("--hidden", type=int, default=80)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
@@ -48,25 +49,35 @@ def main() -> None:
 
     device = resolve_device(args.device)
     train_config = TrainConfig(
-        batch_size=args.batch_size, device=str(device), max_epochs=args.epochs, patience=args.epochs
+        batch_size=args.batch_size,
+        device=str(device),
+        max_epochs=args.epochs,
+        patience=args.epochs,
+        supervise_gates=args.supervise_gates,
     )
-    limit = args.max_sentences or train_config.sentence_limit(args.babi_task)
+    model_config = ModelConfig(architecture=args.model, hidden_size=args.hidden, passes=args.passes)
+    config = BabiRunConfig(source=args.source, size=args.size, babi_tasks=[args.babi_task])
+    settings = BABI.settings(config, args.babi_task)
+    if args.max_sentences:
+        settings = {**settings, "sentence_limit": args.max_sentences}
+    kind = model_config.answer_kind
     with tempfile.TemporaryDirectory() as data_root:
-        dataset = tokenise_babi(ingest_babi(args.source, args.size, data_root), data_root)
-        vocab = Vocabulary.load(dataset.vocab_path)
-        train = encode_stories(dataset.read(args.babi_task, "train"), vocab, limit)
-        test = encode_stories(dataset.read(args.babi_task, "test"), vocab, limit)
-    model_config = ModelConfig(hidden_size=args.hidden, passes=args.passes)
-    job = (train, test, model_config, train_config, len(vocab.words), len(vocab.answers))
+        dataset = BABI.tokenise(BABI.ingest(config, data_root), data_root)
+        vocab = dataset.vocabulary()
+        train = BABI.encode(dataset.read(args.babi_task, "train"), vocab, settings, kind)
+        test = BABI.encode(dataset.read(args.babi_task, "test"), vocab, settings, kind)
+    job = (train, test, model_config, train_config, ModelSizes(len(vocab.words), vocab.answer_size(kind)))
     rates = launch(measure, job, DistributedConfig(nproc_per_node=args.nproc_per_node), str(device))
 
     figures = {
         "babi_task": args.babi_task,
         "size": args.size,
         "batch_size": args.batch_size,
+        "model": args.model,
+        "supervise_gates": args.supervise_gates,
         "hidden": args.hidden,
         "passes": args.passes,
-        "max_sentences": limit,
+        "max_sentences": settings["sentence_limit"],
         "processes": args.nproc_per_node,
         "train_examples": len(train),
         **rates,
@@ -81,11 +92,11 @@ def main() -> None:
         store(args.results, figures)
 
 
-def measure(train, test, model_config, train_config, vocab_size, answer_size) -> dict:
+def measure(train, test, model_config, train_config, sizes) -> dict:
     """Train `epochs` epochs with the pipeline's train_dmn (the test split doubles as validation, which is
     not timed); then time evaluation. Runs on every rank; rank 0's figures are returned."""
-    result = train_dmn(train, test, model_config, train_config, vocab_size, answer_size)
-    model = DMNPlus(model_config, vocab_size, answer_size).to(resolve_device(train_config.device))
+    result = train_dmn(train, test, model_config, train_config, sizes)
+    model = build_model(model_config, sizes).to(resolve_device(train_config.device))
     model.load_state_dict(result.state_dict)
     started = time.perf_counter()
     predict(model, test, batch_size=train_config.batch_size, device=resolve_device(train_config.device))
@@ -100,8 +111,12 @@ def measure(train, test, model_config, train_config, vocab_size, answer_size) ->
 def store(path: Path, figures: dict) -> None:
     """Add or replace this configuration's entry; write to a temporary file, then rename."""
     results = json.loads(path.read_text()) if path.exists() else {}
-    key = "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}".format(
-        **figures
+    prefix = "" if figures["model"] == "dmn+" else f"{figures['model']}{'-sup' if figures['supervise_gates'] else ''}-"
+    key = (
+        prefix
+        + "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}".format(
+            **figures
+        )
     )
     results[key] = figures
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,9 @@ def module_file(module: str, root: Path = PACKAGE_DIR) -> Path | None:
 def imported_modules(module: str, root: Path = PACKAGE_DIR) -> set[str]:
     """`module` and every `dmn` module it imports, directly or not, read from the source (nothing is run).
 
-    Importing `dmn.a.b` runs `dmn/a/__init__.py` too, so package files count: keep them free of imports
-    of other applications (dmn/apps/__init__.py names its applications as strings)."""
+    A package's `__init__.py` counts only where it is imported by name (`from dmn.apps import ...`), not
+    for being the parent of an imported module: dmn/apps/__init__.py lists the applications, and adding one
+    there must not retrain the others (it runs none of their code)."""
     seen: set[str] = set()
     pending = [module]
     while pending:
@@ -51,8 +52,6 @@ def imported_modules(module: str, root: Path = PACKAGE_DIR) -> set[str]:
         if name in seen or path is None:
             continue
         seen.add(name)
-        parents = name.split(".")
-        pending += [".".join(parents[:i]) for i in range(2, len(parents))]
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 pending += [alias.name for alias in node.names if alias.name.startswith("dmn.")]

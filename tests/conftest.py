@@ -114,7 +114,8 @@ def prefect_api():
 
 def flow_config(tmp: Path, **overrides):
     """A small but real configuration: bAbI task 1 from `tmp/source`, everything written under `tmp`."""
-    from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
+    from dmn.apps.babi import BabiRunConfig
+    from dmn.config import ModelConfig, TrainConfig
 
     values = dict(
         babi_tasks=[1],

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from dmn.config import ModelConfig, TrainConfig
+from dmn.models import ModelSizes
 from dmn.data.babi import parse_babi_file
-from dmn.data.batching import encode_stories
+from dmn.apps.babi import APPLICATION as BABI
 from dmn.data.vocab import Vocabulary, tokenize
 from dmn.train import train_dmn, world
 
@@ -27,14 +28,15 @@ def small_task_1(babi_en: Path, n_train: int = 256, n_valid: int = 64):
         [s for r in rows for s in r["story_tokens"]] + [r["question_tokens"] for r in rows], [r["answer"] for r in rows]
     )
     train, valid = rows[:n_train], rows[-n_valid:]
-    return encode_stories(train, vocab, 70), encode_stories(valid, vocab, 70), vocab
+    cut = {"sentence_limit": 70}
+    return BABI.encode(train, vocab, cut, "class"), BABI.encode(valid, vocab, cut, "class"), vocab
 
 
 def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_path: str | None = None) -> str:
     """Train on the small slice; every rank saves its final parameters and history to out_dir/rank{r}.pt."""
     train, valid, vocab = small_task_1(Path(babi_en))
     result = train_dmn(
-        train, valid, MODEL, train_config, len(vocab.words), len(vocab.answers), progress_path=progress_path
+        train, valid, MODEL, train_config, ModelSizes(len(vocab.words), len(vocab.answers)), progress_path=progress_path
     )
     rank, world_size = world()
     live = {k: v.detach().cpu() for k, v in result.state_dict.items()}

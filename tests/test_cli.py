@@ -14,7 +14,7 @@ def dmn(*args, prefect_api=None, cwd=None, timeout=600):
     env = dict(os.environ)
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
-    command = [sys.executable, "-m", "dmn.cli", *map(str, args)]
+    command = [sys.executable, "-m", "flows.cli", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
@@ -47,9 +47,7 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
     assert done.returncode == 0, done.stderr
     assert "| 1 |" in done.stdout
     assert "Model registered cli-test version 1: models:/cli-test/1" in done.stdout
-    assert (
-        MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version("cli-test", "1").tags["babi_tasks"] == "1"
-    )
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version("cli-test", "1").tags["units"] == "1"
 
 
 def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api, tmp_path):

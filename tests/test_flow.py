@@ -50,8 +50,8 @@ def test_first_run_trains_evaluates_and_registers(trained):
     outcome = state.result()
     report, version = outcome["report"], outcome["version"]
     assert version.created and version.version == "1"
-    (task_1,) = report["babi_tasks"]
-    assert task_1["babi_task"] == 1 and task_1["accuracy"] >= 0.95
+    (task_1,) = report["units"]
+    assert task_1["unit"] == 1 and task_1["accuracy"] >= 0.95
     assert set(_task_states(state).values()) == {"Completed"}
 
     client = MlflowClient(config.tracking_uri)
@@ -66,7 +66,7 @@ def test_first_run_trains_evaluates_and_registers(trained):
     evaluation = json.loads(
         open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.json")).read()
     )
-    assert evaluation["babi_tasks"][0]["accuracy"] == task_1["accuracy"]
+    assert evaluation["units"][0]["accuracy"] == task_1["accuracy"]
     page = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.html"))
     text = page.read_text()
     assert text.count('src="data:image/png;base64,') == 3  # training curves and two heat maps, embedded
@@ -81,7 +81,7 @@ def test_unchanged_second_run_hits_every_cache_and_registers_nothing(trained):
     tmp, config, _ = trained
     state = babi_flow(config, return_state=True)
     states = _task_states(state)
-    for step in ("ingest", "tokenise", "train-babi-task-1", "evaluate-babi-task-1"):
+    for step in ("ingest", "tokenise", "train-babi-1-", "evaluate-babi-1"):
         assert [s for name, s in states.items() if name.startswith(step)] == ["Cached"], states
     version = state.result()["version"]
     assert not version.created and version.version == "1"
@@ -119,7 +119,7 @@ def test_unknown_words_at_ask_time_answer_with_a_warning(trained):
     mlflow.set_tracking_uri(config.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{config.model_name}/1").unwrap_python_model()
     with pytest.warns(UnknownWordsWarning, match="teleported"):
-        answer = model.answer("Mary teleported to the kitchen.", "Where is Mary?")
+        answer = model.answer({"story": "Mary teleported to the kitchen.", "question": "Where is Mary?"})
     assert answer.unknown_words == ["teleported"] and answer.answer == "kitchen"
     assert len(answer.gates) == 3 and len(answer.gates[0]) == 1
 
@@ -193,8 +193,8 @@ def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss
     state = babi_flow(config, return_state=True)
     states = _task_states(state)
     assert {name for name in states if name.startswith("train")} == {
-        "train-babi-task-1-seed-1",
-        "train-babi-task-1-seed-2",
+        "train-babi-1-seed-1",
+        "train-babi-1-seed-2",
     }
     trained = sorted((tmp_path / "data" / "models").rglob("babi_task_1.pt"))
     assert len(trained) == 2 and not list((tmp_path / "data" / "models").rglob("*.progress.pt"))
@@ -202,7 +202,7 @@ def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss
     registered = MlflowClient(config.tracking_uri).get_model_version(config.model_name, "1")
     run = MlflowClient(config.tracking_uri).get_run(registered.run_id)
     best_seed = min(losses, key=losses.get)
-    kept = state.result()["report"]["babi_tasks"][0]
+    kept = state.result()["report"]["units"][0]
     assert kept["seed"] == best_seed and run.data.params["seeds"] == "1,2"
 
 
@@ -217,7 +217,7 @@ def test_a_data_root_removed_behind_the_cache_is_written_anew(prefect_api, babi_
     shutil.rmtree(tmp_path / "data")  # Prefect's cache still holds the results that point there
     state = babi_flow(config, return_state=True)
     runs = _task_runs(state)
-    for step in ("ingest", "tokenise", "train-babi-task-1"):
+    for step in ("ingest", "tokenise", "train-babi-1-"):
         assert sorted(s for name, s in runs if name.startswith(step)) == ["Cached", "Completed"], runs
     again = state.result()["version"]
     assert (again.version, again.created) == (first.version, False)  # the same training, found in the registry

@@ -9,7 +9,8 @@ import pytest
 
 from dmn.data.sources import BUNDLED_TARBALL, TransientSourceError, ingest_babi, sha256_file
 from dmn.errors import DataError
-from tasks.babi import ingest
+from dmn.apps.babi import BabiRunConfig
+from tasks.steps import ingest
 
 REQUESTS: collections.Counter = collections.Counter()
 
@@ -57,9 +58,9 @@ def test_missing_url_is_bad_input_and_refused_port_is_transient(http_root, tmp_p
 
 def test_ingest_task_retries_a_transient_failure_but_not_bad_data(prefect_api, http_root, tmp_path):
     quick = ingest.with_options(retry_delay_seconds=0, cache_policy=None)
-    transient = quick(f"{http_root}/busy", "1k", str(tmp_path), None, return_state=True)
+    transient = quick("babi", BabiRunConfig(source=f"{http_root}/busy"), str(tmp_path), return_state=True)
     assert transient.is_failed() and REQUESTS["/busy"] == 4  # the first try and 3 retries
-    bad = quick(f"{http_root}/missing.tar.gz", "1k", str(tmp_path), None, return_state=True)
+    bad = quick("babi", BabiRunConfig(source=f"{http_root}/missing.tar.gz"), str(tmp_path), return_state=True)
     assert bad.is_failed() and REQUESTS["/missing.tar.gz"] == 1
     with pytest.raises(DataError, match="HTTP 404"):
         bad.result()

@@ -1,14 +1,18 @@
-"""DMN+ model: the paper's formulas, shapes, and masks that make a story's answer independent of its batch."""
+"""The DMN models: the papers' formulas, shapes, and masks that make a story's answer independent of its
+batch, for both architectures (DMN+ and the original DMN) and both answer modules."""
 
+import pytest
 import torch
 
+from dmn.apps.babi import APPLICATION as BABI
 from dmn.config import ModelConfig
 from dmn.data.batching import encode_stories, make_batch
 from dmn.data.vocab import Vocabulary, tokenize
-from dmn.model import DMNPlus, positional_encoding
+from dmn.models import ModelSizes, build_model
+from dmn.models.dmn_plus import positional_encoding
 
 STORIES = [
-    (["Mary went to the kitchen.", "John moved to the garden."], "Where is Mary?"),
+    (["Mary went to the kitchen.", "John moved to the garden."], "Where is Mary?", "kitchen"),
     (
         [
             "Sandra journeyed to the office.",
@@ -17,23 +21,32 @@ STORIES = [
             "Daniel went back to the bedroom.",
             "Sandra moved to the garden and then to the kitchen.",
         ],
-        "Where is Sandra?",
+        "What is Sandra carrying?",
+        "apple,football",
     ),
-    (["Daniel went to the office."], "Where is Daniel now?"),
+    (["Daniel went to the office."], "Where is Daniel now?", "office"),
 ]
+ARCHITECTURES = [("dmn+", "class"), ("dmn", "sequence"), ("dmn+", "sequence"), ("dmn", "class")]
 
 
 def _rows():
     return [
-        {"story_tokens": [tokenize(s) for s in story], "question_tokens": tokenize(q), "answer": "kitchen"}
-        for story, q in STORIES
+        {"story_tokens": [tokenize(s) for s in story], "question_tokens": tokenize(q), "answer": a, "supporting": [0]}
+        for story, q, a in STORIES
     ]
 
 
 def _vocab():
     rows = _rows()
     words = [s for r in rows for s in r["story_tokens"]] + [r["question_tokens"] for r in rows]
-    return Vocabulary.build(words, ["kitchen", "garden", "office"])
+    answers = [r["answer"] for r in rows]
+    return Vocabulary.build(words, answers, [a.split(",") for a in answers])
+
+
+def _model(architecture, answer, hidden=16):
+    config = ModelConfig(architecture=architecture, answer=answer, hidden_size=hidden, passes=3)
+    vocab = _vocab()
+    return build_model(config, ModelSizes(len(vocab.words), vocab.answer_size(answer))).eval(), vocab
 
 
 def test_positional_encoding_follows_the_paper_with_the_sentence_own_length():
@@ -47,37 +60,71 @@ def test_positional_encoding_follows_the_paper_with_the_sentence_own_length():
         assert abs(encoded[0, 0, d - 1].item() - expected.item()) < 1e-5  # padded words weigh nothing
 
 
-def test_shapes_and_gates_are_distributions_over_real_facts_only():
-    vocab = _vocab()
-    model = DMNPlus(ModelConfig(hidden_size=16, passes=3), len(vocab.words), len(vocab.answers)).eval()
-    batch = make_batch(encode_stories(_rows(), vocab, 70))
-    logits, gates = model(*batch.model_inputs())
-    assert logits.shape == (3, 3)
-    assert gates.shape == (3, 3, 5)  # (B, P, S)
-    assert torch.allclose(gates.sum(-1), torch.ones(3, 3))
-    assert (gates[0, :, 2:] == 0).all() and (gates[2, :, 1:] == 0).all()  # padded facts get exactly 0
-
-
-def test_a_story_gets_the_same_answer_and_gates_alone_or_in_a_padded_batch():
+@pytest.mark.parametrize("architecture,answer", ARCHITECTURES)
+def test_shapes_and_gates_are_zero_on_padded_facts(architecture, answer):
     torch.manual_seed(0)
-    vocab = _vocab()
-    model = DMNPlus(ModelConfig(hidden_size=24, passes=3), len(vocab.words), len(vocab.answers)).eval()
-    data = encode_stories(_rows(), vocab, 70)
-    batched_logits, batched_gates = model(*make_batch(data).model_inputs())
+    model, vocab = _model(architecture, answer)
+    batch = make_batch(BABI.encode(_rows(), vocab, {"sentence_limit": 70}, answer))
+    output = model(*batch.model_inputs())
+    steps = 1 if answer == "class" else model.answer.max_words
+    assert output.logits.shape == (3, steps, vocab.answer_size(answer))
+    assert output.gates.shape == output.gate_scores.shape == (3, 3, 5)  # (B, P, S)
+    assert (output.gates[0, :, 2:] == 0).all() and (output.gates[2, :, 1:] == 0).all()  # padded facts: exactly 0
+    assert torch.isinf(output.gate_scores[0, :, 2:]).all()
+    if architecture == "dmn+":  # a softmax over the story's facts
+        assert torch.allclose(output.gates.sum(-1), torch.ones(3, 3))
+    else:  # a sigmoid gate per fact
+        assert ((output.gates[0, :, :2] > 0) & (output.gates[0, :, :2] < 1)).all()
+
+
+@pytest.mark.parametrize("architecture,answer", ARCHITECTURES)
+def test_a_story_gets_the_same_answer_and_gates_alone_or_in_a_padded_batch(architecture, answer):
+    torch.manual_seed(0)
+    model, vocab = _model(architecture, answer, hidden=24)
+    data = BABI.encode(_rows(), vocab, {"sentence_limit": 70}, answer)
+    together = model(*make_batch(data).model_inputs())
+    teacher_forced = model(*make_batch(data).model_inputs(), target=make_batch(data).target)
     for i in range(len(STORIES)):
-        alone = make_batch(data.select(torch.tensor([i])))  # trimmed to this story's own sizes
-        logits, gates = model(*alone.model_inputs())
-        n_facts = gates.size(-1)
-        assert torch.allclose(logits[0], batched_logits[i], atol=1e-5)
-        assert torch.allclose(gates[0], batched_gates[i, :, :n_facts], atol=1e-6)
-        assert logits[0].argmax() == batched_logits[i].argmax()
+        alone_batch = make_batch(data.select(torch.tensor([i])))  # trimmed to this story's own sizes
+        alone = model(*alone_batch.model_inputs())
+        n_facts = alone.gates.size(-1)
+        assert torch.allclose(alone.logits[0], together.logits[i], atol=1e-5)
+        assert torch.allclose(alone.gates[0], together.gates[i, :, :n_facts], atol=1e-6)
+        forced = model(*alone_batch.model_inputs(), target=alone_batch.target)  # the answer's own length
+        steps = forced.logits.size(1)
+        assert torch.allclose(forced.logits[0], teacher_forced.logits[i, :steps], atol=1e-5)
 
 
-def test_story_cut_keeps_the_last_sentences_and_shifts_supporting_facts():
-    rows = [
-        {"story_tokens": [["a"], ["b"], ["c"], ["d"]], "question_tokens": ["q"], "answer": "x", "supporting": [0, 3]}
-    ]
+def test_the_decoder_emits_words_up_to_the_end_and_renders_lists_in_babi_notation():
+    vocab = _vocab()
+    assert vocab.answer_words[0] == "<end>"
+    ids = vocab.answer_word_ids(["apple", "football"])  # the words, then the end word
+    assert [vocab.answer_words[i] for i in ids] == ["apple", "football", "<end>"]
+    assert BABI.render_answer([*ids, 3, 2], vocab, "sequence") == "apple,football"  # after the end: ignored
+    assert BABI.render_answer([vocab.answer_id("office")], vocab, "class") == "office"
+    data = BABI.encode(_rows(), vocab, {"sentence_limit": 70}, "sequence")
+    assert data.target[1].tolist() == ids and data.target[0].tolist()[-1] == -100  # padded past the end
+
+
+def test_story_cut_keeps_the_last_sentences_and_keeps_supporting_facts_in_order():
+    rows = [{"story_tokens": [["a"], ["b"], ["c"], ["d"]], "question_tokens": ["q"], "supporting": [3, 0, 2]}]
     vocab = Vocabulary.build([["a", "b", "c", "d", "q"]], ["x"])
     data = encode_stories(rows, vocab, sentence_limit=2)
     assert data.story[0, :, 0].tolist() == vocab.word_ids(["c", "d"])
-    assert data.supporting[0].tolist() == [1]  # fact 0 was cut away; fact 3 is now fact 1
+    assert data.supporting[0].tolist() == [1, -1, 0]  # fact 0 was cut away: -1 in its place, the order kept
+
+
+def test_both_architectures_from_one_builder_and_dmn_plus_initialisation_unchanged():
+    """DMN+ draws its initial weights in the order of the model before the seam (names aside), so a seed
+    gives the same model as before; the DMN has its own parts (word GRU, gate network, decoder)."""
+    sizes = ModelSizes(30, 5)
+    torch.manual_seed(0)
+    plus = build_model(ModelConfig(), sizes)
+    names = [name for name, _ in plus.named_parameters()]
+    assert names[0] == "embedding.weight" and names[-2:] == ["answer.linear.weight", "answer.linear.bias"]
+    assert plus.embedding is plus.input_module.embedding is plus.question_module.embedding
+    torch.manual_seed(0)
+    original = build_model(ModelConfig(architecture="dmn"), sizes)
+    parts = {type(m).__name__ for m in original.children()}
+    assert parts == {"Embedding", "WordGRUInput", "QuestionEncoder", "GatedMemory", "AnswerDecoder"}
+    assert original.memory.gate_hidden.in_features == 7 * 80 + 2  # z(c, m, q): 7 vectors and 2 bilinear terms

@@ -138,7 +138,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     schedules = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "0 3 * * 1" in schedules and "'active': False" in schedules
     bad = subprocess.run(
-        [sys.executable, "-m", "dmn.cli", "schedule", "dmn-retrain/retrain", "--cron", "every monday"],
+        [sys.executable, "-m", "flows.cli", "schedule", "dmn-retrain/retrain", "--cron", "every monday"],
         env=env,
         capture_output=True,
         text=True,
@@ -147,7 +147,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     assert bad.returncode == 2 and "--cron 'every monday'" in bad.stderr and "is not a cron schedule" in bad.stderr
     unchanged = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "0 3 * * 1" in unchanged and "'active': False" in unchanged
-    _run(env, sys.executable, "-m", "dmn.cli", "schedule", "dmn-retrain/retrain", "--cron", "30 2 * * *")
+    _run(env, sys.executable, "-m", "flows.cli", "schedule", "dmn-retrain/retrain", "--cron", "30 2 * * *")
     changed = _run(env, str(BIN / "prefect"), "deployment", "inspect", "dmn-retrain/retrain")
     assert "30 2 * * *" in changed and "'active': True" in changed
 

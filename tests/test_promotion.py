@@ -7,12 +7,12 @@ import glob
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dmn.babi import load_checkpoint
-from dmn.data.parquet import tokenise_babi
+from dmn.checkpoint import load_checkpoint
+from dmn.apps.babi import APPLICATION as BABI
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError
 from dmn.promotion import CHALLENGER, CHAMPION, history, promote, rollback
-from dmn.registry import register_babi_run
+from dmn.registry import register_run
 from dmn.report import report_markdown
 
 
@@ -22,16 +22,16 @@ def registry(trained, tmp_path, monkeypatch):
     tmp, config, state = trained
     monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
     config = config.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path / 'registry.db'}"})
-    dataset = tokenise_babi(ingest_babi(config.source, config.size, config.data_root), config.data_root)
+    dataset = BABI.tokenise(ingest_babi(config.source, config.size, config.data_root), config.data_root)
     (checkpoint,) = glob.glob(f"{config.data_root}/models/**/babi_task_1.pt", recursive=True)
     histories = {1: load_checkpoint(checkpoint)[1]["history"]}
 
     def register(accuracy: float, data_digest: str | None = None) -> str:
         report = copy.deepcopy(state.result()["report"])
-        report["babi_tasks"][0]["accuracy"] = accuracy
+        report["units"][0]["accuracy"] = accuracy
         report["training_digest"] = f"variant-{accuracy}-{data_digest}"  # a new version each time
         report["data_digest"] = data_digest or report["data_digest"]
-        version = register_babi_run(config, dataset, {1: checkpoint}, report, report_markdown(report), histories)
+        version = register_run(BABI, config, dataset, {1: checkpoint}, report, report_markdown(report), histories)
         return version.version
 
     return config, register, MlflowClient(config.tracking_uri)
@@ -90,7 +90,7 @@ def test_audit_lists_versions_with_lineage_and_the_promotion_history(registry):
     promote(config.model_name, first, tracking_uri=config.tracking_uri)
     promote(config.model_name, second, tracking_uri=config.tracking_uri)
     done = subprocess.run(
-        [sys.executable, "-m", "dmn.cli", "audit", config.model_name, "--tracking-uri", config.tracking_uri],
+        [sys.executable, "-m", "flows.cli", "audit", config.model_name, "--tracking-uri", config.tracking_uri],
         capture_output=True,
         text=True,
         timeout=120,
@@ -112,7 +112,7 @@ def test_evaluate_a_version_by_alias_and_refuse_a_dataset_with_another_vocabular
     report, run_id = evaluate_registered(
         f"models:/{config.model_name}@champion", config.source, "1k", config.data_root, config.tracking_uri
     )
-    assert report["babi_tasks"][0]["accuracy"] >= 0.95  # the real test accuracy of the trained model
+    assert report["units"][0]["accuracy"] >= 0.95  # the real test accuracy of the trained model
     assert client.get_model_version(config.model_name, version).tags["last_evaluation_run"] == run_id
     other = tmp_path / "other"
     other.mkdir()

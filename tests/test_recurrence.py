@@ -2,7 +2,7 @@
 
 import torch
 
-from dmn.recurrence import AttentionGRUScan
+from dmn.models.recurrence import AttentionGRUScan
 
 
 def reference(inputs, gates, weight, bias):

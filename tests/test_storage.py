@@ -6,13 +6,17 @@ import shutil
 import pytest
 
 from dmn import storage
-from dmn.babi import evaluate_babi_task, train_babi_task
+from dmn.pipeline import evaluate_unit, train_unit
 from dmn.checkpoint import load_checkpoint
-from dmn.config import BabiRunConfig, ModelConfig, TrainConfig
-from dmn.data.parquet import MANIFEST, tokenise_babi
+from dmn.apps.babi import BabiRunConfig
+from dmn.config import ModelConfig, TrainConfig
+from dmn.apps.babi import APPLICATION as BABI
+from dmn.data.parquet import MANIFEST
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError, DataError
 from tests.conftest import bucket_keys, s3_filesystem, s3_uri
+
+CUT = {"sentence_limit": 70}  # the story cut of a bAbI task
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +32,9 @@ def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, t
     monkeypatch.chdir(tmp_path)  # nothing may be written locally
     root = s3_uri(object_store, "pipeline")
     raw = ingest_babi(str(task_1_source), "1k", root)
-    dataset = tokenise_babi(raw, root)
+    dataset = BABI.tokenise(raw, root)
     assert raw.path.startswith("s3://dmn-tests/pipeline/raw/") and raw.path.endswith("&scheme=http")
-    assert dataset.babi_tasks == (1,)
+    assert dataset.units == (1,)
     keys = bucket_keys(object_store, "pipeline")
     token_folder = dataset.path.split("?")[0].removeprefix("s3://dmn-tests/pipeline/")
     for name in ("babi_task=1/part-0.parquet", "vocab.json", MANIFEST):
@@ -40,22 +44,22 @@ def test_ingest_tokenise_train_evaluate_with_the_data_root_on_s3(object_store, t
     assert len(rows) == 1000 and rows[0]["question"] == "Where is John?"
 
     model, train = ModelConfig(hidden_size=16), TrainConfig(max_epochs=2, patience=2, batch_size=100)
-    checkpoint = train_babi_task(dataset, 1, model, train, storage.join(root, "models"))
+    checkpoint = train_unit(BABI, dataset, 1, CUT, model, train, storage.join(root, "models"))
     assert checkpoint.startswith("s3://dmn-tests/pipeline/models/") and storage.exists(checkpoint)
     assert not any(key.endswith(".progress.pt") for key in bucket_keys(object_store, "pipeline/models"))
     _, meta = load_checkpoint(checkpoint)
-    assert meta["babi_task"] == 1 and len(meta["history"]) == 2
-    result = evaluate_babi_task(dataset, 1, checkpoint)
-    assert result["babi_task"] == 1 and 0.0 <= result["accuracy"] <= 1.0
+    assert meta["unit"] == 1 and len(meta["history"]) == 2
+    result = evaluate_unit(BABI, dataset, 1, checkpoint)
+    assert result["unit"] == 1 and 0.0 <= result["accuracy"] <= 1.0
     # the same data and configuration: found again in the store, not retrained
-    assert train_babi_task(dataset, 1, model, train, storage.join(root, "models")) == checkpoint
+    assert train_unit(BABI, dataset, 1, CUT, model, train, storage.join(root, "models")) == checkpoint
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_folder_cut_short_on_s3_is_not_read_and_is_published_again(object_store, task_1_source):
     root = s3_uri(object_store, "cut-short")
     raw = ingest_babi(str(task_1_source), "1k", root)
-    dataset = tokenise_babi(raw, root)
+    dataset = BABI.tokenise(raw, root)
     s3 = s3_filesystem(object_store)
     folder = dataset.path.split("?")[0].removeprefix("s3://")
     s3.delete_dir(folder)
@@ -63,7 +67,7 @@ def test_a_folder_cut_short_on_s3_is_not_read_and_is_published_again(object_stor
     with s3.open_output_stream(f"{folder}/babi_task=1/part-0.parquet") as stream:
         stream.write(b"not parquet")
     assert not storage.published(dataset.path, MANIFEST)
-    again = tokenise_babi(raw, root)
+    again = BABI.tokenise(raw, root)
     assert again == dataset and storage.published(again.path, MANIFEST)
     assert len(again.read(1, "train")) == 1000
 
@@ -102,7 +106,7 @@ def test_raw_files_gone_after_ingest_are_named_not_tokenised_as_nothing(object_s
     raw = ingest_babi(str(task_1_source), "1k", root)  # what Prefect's cache keeps for the ingest task
     s3_filesystem(object_store).delete_dir(f"{object_store[1]}/gone/raw")
     with pytest.raises(DataError, match="the ingested files are gone .*ingest the source again"):
-        tokenise_babi(raw, root)
+        BABI.tokenise(raw, root)
     assert bucket_keys(object_store, "gone") == []
 
 
@@ -115,7 +119,7 @@ def test_a_bad_line_in_a_file_on_s3_names_the_object_and_line(object_store, task
     root = s3_uri(object_store, "bad-line")
     raw = ingest_babi(str(source), "1k", root)
     with pytest.raises(DataError) as error:
-        tokenise_babi(raw, root)
+        BABI.tokenise(raw, root)
     # named without the URI's options, which may carry credentials
     assert error.value.path == storage.join(raw.path, "qa1_babi_train.txt").split("?")[0] and error.value.line == 7
     assert str(error.value).startswith(f"{error.value.path}:7: ") and "has no answer" in str(error.value)

@@ -3,20 +3,22 @@
 import pytest
 import torch
 
-from dmn.babi import evaluate_babi_task, train_babi_task
+from dmn.pipeline import evaluate_unit, train_unit
 from dmn.checkpoint import load_checkpoint
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.parquet import tokenise_babi
+from dmn.apps.babi import APPLICATION as BABI
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError
 from dmn.evaluate import supporting_fact_hits
 
+CUT = {"sentence_limit": 70}  # the story cut of a bAbI task
+
 
 def test_learns_babi_task_1_and_reports_supporting_fact_hits(tmp_path, babi_root):
-    dataset = tokenise_babi(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     train_config = TrainConfig(max_epochs=12, patience=12, batch_size=32, seed=1)
-    path = train_babi_task(dataset, 1, ModelConfig(hidden_size=32), train_config, tmp_path / "models")
-    result = evaluate_babi_task(dataset, 1, path)
+    path = train_unit(BABI, dataset, 1, CUT, ModelConfig(hidden_size=32), train_config, tmp_path / "models")
+    result = evaluate_unit(BABI, dataset, 1, path)
     assert result["examples"] == 1000
     assert result["accuracy"] > 0.9  # chance is 1/6
     assert result["support_hit_rate"] > 0.8
@@ -26,47 +28,44 @@ def test_learns_babi_task_1_and_reports_supporting_fact_hits(tmp_path, babi_root
     assert best["epoch"] == meta["best_epoch"]
     # a second call with the same inputs reuses the checkpoint instead of training again
     mtime = (tmp_path / "models").rglob("*.pt").__next__().stat().st_mtime
-    assert train_babi_task(dataset, 1, ModelConfig(hidden_size=32), train_config, tmp_path / "models") == path
+    assert train_unit(BABI, dataset, 1, CUT, ModelConfig(hidden_size=32), train_config, tmp_path / "models") == path
     assert next((tmp_path / "models").rglob("*.pt")).stat().st_mtime == mtime
 
 
 def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
-    from dmn.data.batching import encode_stories
     from dmn.data.vocab import Vocabulary
-    from dmn.train import train_dmn
+    from dmn.models import ModelSizes, build_model
+    from dmn.train import run_epoch, train_dmn
 
-    dataset = tokenise_babi(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     vocab = Vocabulary.load(dataset.vocab_path)
     rows = dataset.read(1, "train")
     train_rows, valid_rows = rows[:40], rows[-100:]
     # 40 stories and 25 epochs: the model overfits, so the best validation loss comes before the end
     config = TrainConfig(max_epochs=25, patience=25, batch_size=8, learning_rate=0.01, l2=0.0)
+    sizes = ModelSizes(len(vocab.words), len(vocab.answers))
     result = train_dmn(
-        encode_stories(train_rows, vocab, 70),
-        encode_stories(valid_rows, vocab, 70),
+        BABI.encode(train_rows, vocab, CUT, "class"),
+        BABI.encode(valid_rows, vocab, CUT, "class"),
         ModelConfig(hidden_size=16),
         config,
-        len(vocab.words),
-        len(vocab.answers),
+        sizes,
     )
     losses = [r["valid_loss"] for r in result.history]
     assert result.best_epoch == 1 + losses.index(min(losses))
     assert result.best_epoch < len(losses)  # the run went on past its best epoch
     # reload the kept weights: their validation loss is the best epoch's, whatever came after
-    from dmn.model import DMNPlus
-    from dmn.train import run_epoch
-
-    model = DMNPlus(ModelConfig(hidden_size=16), len(vocab.words), len(vocab.answers))
+    model = build_model(ModelConfig(hidden_size=16), sizes)
     model.load_state_dict(result.state_dict)
-    valid_loss = run_epoch(model, encode_stories(valid_rows, vocab, 70), 8, "cpu")["loss"]
+    valid_loss = run_epoch(model, BABI.encode(valid_rows, vocab, CUT, "class"), 8, "cpu")["loss"]
     assert abs(valid_loss - result.best_valid_loss) < 1e-5
 
 
 def test_a_diverging_run_stops_at_once_naming_the_learning_rate(tmp_path, babi_root):
-    dataset = tokenise_babi(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     config = TrainConfig(max_epochs=20, patience=20, batch_size=100, learning_rate=1e12, l2=0.0)
     with pytest.raises(ConfigError, match=r"diverged at epoch \d+ .*lower learning_rate \(now 1000000000000.0\)"):
-        train_babi_task(dataset, 1, ModelConfig(hidden_size=16), config, tmp_path / "models")
+        train_unit(BABI, dataset, 1, CUT, ModelConfig(hidden_size=16), config, tmp_path / "models")
     assert not list((tmp_path / "models").rglob("babi_task_1.pt"))
 
 

@@ -103,7 +103,7 @@ def tokenise(raw: RawBabi, data_root: str) -> TokenisedData:
         publish(
             target, "babi_task", tables, vocab, {**manifest, "notes": {str(k): v for k, v in raw.fallbacks.items()}}
         )
-    return TokenisedData(target, raw.digest, "babi_task", tasks, dict(raw.fallbacks))
+    return TokenisedData(target, raw.digest, "babi_task", "bAbI task", tasks, dict(raw.fallbacks))
 
 
 def _task_table(files: dict, babi_task: int) -> pa.Table:

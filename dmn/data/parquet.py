@@ -26,6 +26,7 @@ class TokenisedData:
     path: str  # location: a local folder or a URI
     digest: str  # the raw data's content digest
     unit_name: str  # the partition column, e.g. "babi_task"
+    unit_title: str  # how messages name a unit, e.g. "bAbI task"
     units: tuple  # the units it holds
     notes: dict = field(default_factory=dict)  # unit -> a note every report repeats (e.g. a fallback file)
 
@@ -44,7 +45,7 @@ class TokenisedData:
         """Raise DataError naming the units this dataset lacks."""
         missing = sorted(set(units) - set(self.units))
         if missing:
-            raise DataError(self.path, f"{self.unit_name} {missing} not in this dataset (has {list(self.units)})")
+            raise DataError(self.path, f"{self.unit_title}(s) {missing} not in this dataset (has {list(self.units)})")
 
     def read(self, unit, split: str) -> list[dict]:
         """Rows of one unit and split, reading that unit's partition only."""
