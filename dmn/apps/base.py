@@ -9,6 +9,7 @@ configuration (a `RunConfig` with its own fields) and an `APPLICATION = Applicat
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,10 +72,11 @@ class Application:
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
 
     def __reduce__(self):
-        """Pickled as its name (spawned training workers look it up again), so its functions need not pickle."""
-        from dmn.apps import application
+        """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
 
-        return application, (self.name,)
+        The registry is looked up by module name, not imported: the code digests (dmn/version.py) read imports,
+        and adding an application to dmn/apps/__init__.py must not change those of the others."""
+        return importlib.import_module("dmn.apps").application, (self.name,)
 
     def units(self, config: RunConfig) -> list:
         """The units `config` asks to train."""
