@@ -96,24 +96,17 @@ def exact_match(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def gate_loss(output: ModelOutput, supporting: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of pass k's gates against the k-th supporting fact, over the (example, pass) pairs that
-    have one (Kumar 2016's supervision of the attention).
+    have one (Kumar 2016's supervision of the attention): a softmax over the story's facts of the gate scores.
 
-    supporting (B, K), -1 = none. Softmax gates (DMN+): a categorical cross-entropy over the story's facts.
-    Sigmoid gates (DMN): a binary cross-entropy of every real fact's gate (1 on the supporting fact, 0
-    elsewhere), summed over the facts."""
+    supporting (B, K), -1 = none. A categorical cross-entropy for the DMN's sigmoid gates too: a binary one per
+    fact asks every gate for an absolute yes or no, which a fact read left to right cannot give where the
+    answer is "the last time Mary moved" (bAbI task 2: 22 % against 39 % accuracy after 25 epochs)."""
     passes = min(output.gate_scores.size(1), supporting.size(1))
-    scores = output.gate_scores[:, :passes]  # (B, P', S)
     wanted = supporting[:, :passes]  # (B, P')
     chosen = wanted >= 0  # (B, P')
     if not chosen.any():
-        return scores.new_zeros(())
-    scores, wanted = scores[chosen], wanted[chosen]  # (N, S), (N,)
-    if output.gate_activation == "softmax":
-        return F.cross_entropy(scores, wanted)
-    real = torch.isfinite(scores)  # (N, S): padded facts score -inf
-    labels = F.one_hot(wanted, scores.size(-1)).to(scores.dtype)  # (N, S)
-    per_fact = F.binary_cross_entropy_with_logits(scores.masked_fill(~real, 0.0), labels, reduction="none")
-    return (per_fact * real).sum(-1).mean()
+        return output.gate_scores.new_zeros(())
+    return F.cross_entropy(output.gate_scores[:, :passes][chosen], wanted[chosen])  # (N, S) against (N,)
 
 
 def run_epoch(model, data: Examples, batch_size: int, device, optimizer=None, order=None, supervise_gates=False):

@@ -47,8 +47,6 @@ class GatedMemory(nn.Module):
     Returns the final memory (B, H), the gates (B, P, S; 0 on padded facts) and their scores before the
     sigmoid (B, P, S; -inf on padded facts), which gate supervision reads."""
 
-    gate_activation = "sigmoid"
-
     def __init__(self, hidden_size: int, passes: int):
         super().__init__()
         self.passes = passes

@@ -74,8 +74,6 @@ class AttentionMemory(nn.Module):
     Returns the final memory (B, H), the gates (B, P, S) and their scores before the softmax (B, P, S;
     -inf on padded facts), which gate supervision reads."""
 
-    gate_activation = "softmax"
-
     def __init__(self, hidden_size: int, passes: int):
         super().__init__()
         # W^(1) split by columns: the question half of z is the same in every pass, so it is computed once

@@ -35,7 +35,6 @@ class ModelOutput:
     logits: torch.Tensor  # (B, T, A): T = 1 for a class answer, the answer's words for a sequence
     gates: torch.Tensor  # (B, P, S): attention of every pass over the facts, 0 on padded facts
     gate_scores: torch.Tensor  # (B, P, S): the gates before their softmax / sigmoid, -inf on padded facts
-    gate_activation: str  # "softmax" (DMN+: one distribution per pass) or "sigmoid" (DMN: a gate per fact)
 
 
 class DynamicMemoryNetwork(nn.Module):
@@ -82,4 +81,4 @@ class DynamicMemoryNetwork(nn.Module):
         q = self.question_module(question, question_mask)  # (B, H)
         memory, gates, scores = self.memory(facts, fact_mask, q)  # (B, H), (B, P, S), (B, P, S)
         logits = self.answer(memory, q, target)  # (B, T, A)
-        return ModelOutput(logits, gates, scores, self.memory.gate_activation)
+        return ModelOutput(logits, gates, scores)
