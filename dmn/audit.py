@@ -16,6 +16,7 @@ def audit(name: str, tracking_uri: str | None = None) -> str:
     for version in versions:
         run = client.get_run(version.run_id)
         metrics = {k: v for k, v in run.data.metrics.items() if k.endswith("test_accuracy")}
+        params = run.data.params
         alias = f"  @{aliases[str(version.version)]}" if str(version.version) in aliases else ""
         lines += [
             f"## version {version.version}{alias}",
@@ -23,9 +24,9 @@ def audit(name: str, tracking_uri: str | None = None) -> str:
             f"- data digest: {version.tags.get('data_digest')}",
             f"- training digest: {version.tags.get('training_digest')}",
             f"- code: {version.tags.get('code_version')}",
-            f"- units: {version.tags.get('units', version.tags.get('babi_tasks'))}; size {run.data.params.get('size')}; "
-            f"architecture {run.data.params.get('model.architecture', 'dmn+')}; seed {run.data.params.get('train.seed')}; "
-            f"hidden {run.data.params.get('model.hidden_size')}",
+            f"- units: {version.tags.get('units', version.tags.get('babi_tasks'))}; "
+            f"size {params.get('size')}; architecture {params.get('model.architecture', 'dmn+')}; "
+            f"seed {params.get('train.seed')}; hidden {params.get('model.hidden_size')}",
             "- test accuracy: " + ", ".join(f"{k.split('.')[0]} {v:.4f}" for k, v in sorted(metrics.items())),
             "",
         ]

@@ -113,13 +113,14 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) or "<li>none</li>"
     failed = ", ".join(map(str, report["failed_units"])) or "none"
     anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
+    title = f"{report['architecture'].upper()} on {html.escape(report['dataset'])}"
     supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
     heat_maps = "".join(_heat_map(e) for e in examples)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(report["model_name"])}: evaluation</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}img{{margin:.5em}}</style></head><body>
-<h1>{html.escape(report["model_name"])}: {report["architecture"].upper()} on {html.escape(report["dataset"])}, test split</h1>
+<h1>{html.escape(report["model_name"])}: {title}, test split</h1>
 <p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}.</p>
 <p>Mean error {report["mean_error"]:.2%}; failed (error &gt; 5 %): {failed}. Deltas against the {against}.</p>
 <table><tr><th>{html.escape(unit_title)}</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from dmn.config import ModelConfig, TrainConfig
-from dmn.models import ModelSizes
-from dmn.data.babi import parse_babi_file
 from dmn.apps.babi import APPLICATION as BABI
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.babi import parse_babi_file
 from dmn.data.vocab import Vocabulary, tokenize
+from dmn.models import ModelSizes
 from dmn.train import train_dmn, world
 
 MODEL = ModelConfig(hidden_size=16, dropout=0.0)

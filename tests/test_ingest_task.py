@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from dmn.apps.babi import BabiRunConfig
 from dmn.data.sources import BUNDLED_TARBALL, TransientSourceError, ingest_babi, sha256_file
 from dmn.errors import DataError
-from dmn.apps.babi import BabiRunConfig
 from tasks.steps import ingest
 
 REQUESTS: collections.Counter = collections.Counter()

@@ -7,8 +7,8 @@ import glob
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dmn.checkpoint import load_checkpoint
 from dmn.apps.babi import APPLICATION as BABI
+from dmn.checkpoint import load_checkpoint
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError
 from dmn.promotion import CHALLENGER, CHAMPION, history, promote, rollback

@@ -6,14 +6,14 @@ import shutil
 import pytest
 
 from dmn import storage
-from dmn.pipeline import evaluate_unit, train_unit
-from dmn.checkpoint import load_checkpoint
-from dmn.apps.babi import BabiRunConfig
-from dmn.config import ModelConfig, TrainConfig
 from dmn.apps.babi import APPLICATION as BABI
+from dmn.apps.babi import BabiRunConfig
+from dmn.checkpoint import load_checkpoint
+from dmn.config import ModelConfig, TrainConfig
 from dmn.data.parquet import MANIFEST
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError, DataError
+from dmn.pipeline import evaluate_unit, train_unit
 from tests.conftest import bucket_keys, s3_filesystem, s3_uri
 
 CUT = {"sentence_limit": 70}  # the story cut of a bAbI task

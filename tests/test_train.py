@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from dmn.pipeline import evaluate_unit, train_unit
+from dmn.apps.babi import APPLICATION as BABI
 from dmn.checkpoint import load_checkpoint
 from dmn.config import ModelConfig, TrainConfig
-from dmn.apps.babi import APPLICATION as BABI
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError
 from dmn.evaluate import supporting_fact_hits
+from dmn.pipeline import evaluate_unit, train_unit
 
 CUT = {"sentence_limit": 70}  # the story cut of a bAbI task
 
