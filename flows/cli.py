@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
 from dmn.config import DistributedConfig, EvaluateConfig, ModelConfig, TrainConfig
 
@@ -44,14 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="bundled",
         help="'bundled' (default: bAbI en 1k in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
     )
-    babi.add_argument("--sha256", default=None, help="expected sha256 of a tarball source")
+    babi.add_argument("--sha256", dest="source_sha256", default=None, help="expected sha256 of a tarball source")
     babi.add_argument(
-        "--epochs", type=int, default=train.max_epochs, help="most epochs (early stopping may end sooner)"
+        "--epochs",
+        dest="max_epochs",
+        type=int,
+        default=train.max_epochs,
+        help="most epochs (early stopping may end sooner)",
     )
     babi.add_argument("--patience", type=int, default=train.patience, help="epochs without a better validation loss")
     babi.add_argument("--batch-size", type=int, default=train.batch_size, help="examples per step")
+    babi.add_argument("--learning-rate", type=float, default=train.learning_rate, help="Adam's learning rate")
+    babi.add_argument("--l2", type=float, default=train.l2, help="L2 coefficient on non-bias weights")
     babi.add_argument(
         "--model",
+        dest="architecture",
         choices=["dmn+", "dmn"],
         default=model.architecture,
         help="architecture: 'dmn+' (Xiong et al. 2016, default) or 'dmn' (Kumar et al. 2016)",
@@ -67,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train each pass's gates on that pass's supporting fact (Kumar et al. 2016's bAbI protocol)",
     )
-    babi.add_argument("--hidden", type=int, default=model.hidden_size, help="embedding and hidden size")
+    babi.add_argument(
+        "--hidden", dest="hidden_size", type=int, default=model.hidden_size, help="embedding and hidden size"
+    )
     babi.add_argument("--passes", type=int, default=model.passes, help="episodic memory passes")
     babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
     babi.add_argument("--device", default=train.device, help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
@@ -156,16 +167,7 @@ def promote(args: argparse.Namespace) -> None:
     from dmn.config import PromotionConfig
     from dmn.promotion import apply_promotion
 
-    decision = apply_promotion(
-        PromotionConfig(
-            model_name=args.model_name,
-            version=args.version,
-            tolerance=args.tolerance,
-            force=args.force,
-            reason=args.reason,
-            tracking_uri=args.tracking_uri,
-        )
-    )
+    decision = apply_promotion(PromotionConfig(**_fields(args, PromotionConfig)))
     verb = "champion is now" if decision.promoted else "champion stays"
     print(f"{decision.action}: {args.model_name} version {decision.version}: {decision.reason}")
     print(f"{verb} version {decision.champion_after}")
@@ -180,35 +182,17 @@ def rollback(args: argparse.Namespace) -> None:
     )
 
 
+def _fields(args: argparse.Namespace, model: type[BaseModel]) -> dict:
+    """The options of `args` named as the fields of `model` (the parser's dest names follow the configs)."""
+    return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+
+
 def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
     return BabiRunConfig(
-        babi_tasks=args.babi_tasks,
-        size=args.size,
-        source=args.source,
-        source_sha256=args.sha256,
-        data_root=args.data_root,
-        tracking_uri=args.tracking_uri,
-        model_name=args.model_name,
-        model=ModelConfig(architecture=args.model, answer=args.answer, hidden_size=args.hidden, passes=args.passes),
-        seeds=args.seeds,
-        concurrency=args.concurrency,
-        distributed=DistributedConfig(
-            nproc_per_node=args.nproc_per_node,
-            nnodes=args.nnodes,
-            node_rank=args.node_rank,
-            rdzv_endpoint=args.rdzv_endpoint,
-            rdzv_id=args.rdzv_id,
-            rdzv_timeout=args.rdzv_timeout,
-            max_restarts=args.max_restarts,
-        ),
-        train=TrainConfig(
-            max_epochs=args.epochs,
-            patience=args.patience,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=args.device,
-            supervise_gates=args.supervise_gates,
-        ),
+        **_fields(args, BabiRunConfig),
+        model=ModelConfig(**_fields(args, ModelConfig)),
+        distributed=DistributedConfig(**_fields(args, DistributedConfig)),
+        train=TrainConfig(**_fields(args, TrainConfig)),
     )
 
 

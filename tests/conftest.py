@@ -1,6 +1,7 @@
 """Shared fixtures. Real components only: bAbI files from the bundled tarball, a real Prefect API
 (prefect_test_harness), MLflow on a SQLite file under a temporary folder, an S3 server on 127.0.0.1."""
 
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +42,21 @@ def babi_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def babi_en(babi_root) -> Path:
     return babi_root / "tasks_1-20_v1-2" / "en"
+
+
+def python_json(script: str, *args: str, cwd, env=None, stdin: str | None = None, timeout: int = 600):
+    """Run `python -c script args...` in a fresh process; the JSON its last line of output prints."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:

@@ -2,18 +2,15 @@
 source tree, edited between real flow runs against the real Prefect API (each run in a fresh process that
 imports the copy), and on the digests themselves."""
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from dmn.version import code_digest
-from tests.conftest import flow_config
+from tests.conftest import flow_config, python_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,16 +41,8 @@ def _edit(path: Path, text: str = "\n# an edit\n") -> None:
 def _step_states(source_tree: Path, config, prefect_api: str) -> tuple[dict[str, str], str]:
     """Run the bAbI flow from `source_tree` in a fresh process: ({step: state} of its task runs, version)."""
     environment = {**os.environ, "PREFECT_API_URL": prefect_api}
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, config.model_dump_json()],
-        cwd=source_tree,  # `python -c` imports from the working directory first: the copy, not the checkout
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    # `python -c` imports from the working directory first: the copy, not the checkout
+    outcome = python_json(RUN, config.model_dump_json(), cwd=source_tree, env=environment)
     assert outcome["package"].startswith(str(source_tree))
     return {name.split("-")[0]: state for name, state in outcome["states"].items()}, outcome["version"]
 

@@ -2,8 +2,6 @@
 registered version that answers lists in bAbI's notation through the pyfunc in a fresh process."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from dmn.models import ModelOutput
 from dmn.pipeline import evaluate_unit, train_unit
 from dmn.train import gate_loss
 from flows.babi import babi_flow
-from tests.conftest import flow_config
+from tests.conftest import flow_config, python_json
 
 CUT = {"sentence_limit": 70}
 
@@ -77,16 +75,8 @@ def test_a_dmn_version_answers_lists_in_babi_notation_in_a_fresh_process(lists_v
         "model = mlflow.pyfunc.load_model(sys.argv[2]); "
         "print(json.dumps(model.predict(pandas.DataFrame(json.loads(sys.stdin.read())))))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, config.tracking_uri, f"models:/{config.model_name}/1"],
-        input=json.dumps(requests),
-        capture_output=True,
-        text=True,
-        cwd=tmp,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    uri = f"models:/{config.model_name}/1"
+    answers = python_json(script, config.tracking_uri, uri, cwd=tmp, stdin=json.dumps(requests), timeout=300)
     words = {"apple", "football", "milk"}
     assert all(set(answer.split(",")) <= words for answer in answers)  # answer words joined by ',', bAbI's way
     exact = sum(answer == row["answer"] for answer, row in zip(answers, lists))
