@@ -111,13 +111,12 @@ def measure(train, test, model_config, train_config, sizes) -> dict:
 def store(path: Path, figures: dict) -> None:
     """Add or replace this configuration's entry; write to a temporary file, then rename."""
     results = json.loads(path.read_text()) if path.exists() else {}
-    prefix = "" if figures["model"] == "dmn+" else f"{figures['model']}{'-sup' if figures['supervise_gates'] else ''}-"
-    key = (
-        prefix
-        + "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}".format(
-            **figures
-        )
+    # DMN+ without supervision keys as before the original DMN came; other settings say theirs
+    prefix = ("" if figures["model"] == "dmn+" else figures["model"] + "-") + (
+        "sup-" if figures["supervise_gates"] else ""
     )
+    key = prefix + "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}"
+    key = key.format(**figures)
     results[key] = figures
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")

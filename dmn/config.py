@@ -89,32 +89,3 @@ class DistributedConfig(BaseModel):
     @property
     def distributed(self) -> bool:
         return self.nproc_per_node * self.nnodes > 1
-
-
-class PromotionConfig(BaseModel):
-    """How a version is promoted to `champion`."""
-
-    model_name: str = Field("dmn-babi", description="Registered model name.")
-    version: str | None = Field(None, description="Version to promote (default: the challenger).")
-    tolerance: float = Field(0.0, ge=0, le=1, description="Accuracy a bAbI task may lose against the champion.")
-    force: bool = Field(False, description="Promote without the gate (needs a reason).")
-    reason: str | None = Field(None, description="Why; recorded with the decision.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
-
-
-class RollbackConfig(BaseModel):
-    model_name: str = Field("dmn-babi", description="Registered model name.")
-    reason: str = Field("rollback", description="Why; recorded with the decision.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")
-
-
-class EvaluateConfig(BaseModel):
-    """Which registered version to evaluate, on which data."""
-
-    model_uri: str = Field("models:/dmn-babi@champion", description="models:/NAME/VERSION or models:/NAME@ALIAS.")
-    source: str = Field("bundled", description="Dataset: 'bundled', a folder, a tarball path or URL, or hf:NAME.")
-    size: Literal["1k", "10k"] = Field("1k", description="Dataset size.")
-    data_root: DataRoot = Field(
-        "data", description="Where ingested data are written: a folder or an object-storage URI."
-    )
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI.")

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from dmn.config import PromotionConfig
 from dmn.errors import ConfigError
+from dmn.operations_config import PromotionConfig
 from dmn.report import unit_results
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -90,7 +90,7 @@ def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
     mean_theirs = sum(theirs.values()) / len(theirs)
     if mean_ours <= mean_theirs:
         return False, f"not better on the mean accuracy ({mean_ours:.4f} <= {mean_theirs:.4f})"
-    return True, f"at least as good on every task and better on the mean ({mean_ours:.4f} > {mean_theirs:.4f})"
+    return True, f"at least as good on every {title} and better on the mean ({mean_ours:.4f} > {mean_theirs:.4f})"
 
 
 def promote(

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from dmn.apps import application
 from dmn.checkpoint import load_checkpoint
-from dmn.config import ModelConfig
+from dmn.config import ModelConfig, TrainConfig
 from dmn.data.vocab import Vocabulary
 from dmn.errors import ConfigError
 from dmn.html_report import attention_examples, render_html
@@ -37,6 +37,15 @@ def resolve(client: MlflowClient, model_uri: str):
         raise ConfigError(f"{model_uri}: no such registered version or alias") from error
 
 
+def _same_ids(dataset: Vocabulary, version: Vocabulary, answer_kind: str) -> bool:
+    """The ids the version's models read and write mean the same words in `dataset` (answer words matter only
+    to a sequence answer; a version registered before they existed has none)."""
+    answers = (
+        (dataset.answers, version.answers) if answer_kind == "class" else (dataset.answer_words, version.answer_words)
+    )
+    return dataset.words == version.words and answers[0] == answers[1]
+
+
 def evaluate_registered(
     model_uri: str, source: str = "bundled", size: str = "1k", data_root: str = "data", tracking_uri: str | None = None
 ) -> tuple[dict, str]:
@@ -49,9 +58,12 @@ def evaluate_registered(
         )
         local = Path(model_dir) / "artifacts"  # the pyfunc's artifacts: vocab.json and a checkpoint per unit
         metas = {str(p): load_checkpoint(p)[1] for p in sorted(local.glob("*.pt"))}
+        if not metas:
+            raise ConfigError(f"{model_uri}: this version holds no model checkpoint")
         checkpoints = {meta["unit"]: path for path, meta in metas.items()}
         first = next(iter(metas.values()))
         app = application(first["application"])
+        trained = {k: v for k, v in first["train_config"].items() if k in TrainConfig.model_fields}
         config = app.config_type(
             source=source,
             size=size,
@@ -59,10 +71,11 @@ def evaluate_registered(
             tracking_uri=tracking_uri,
             model_name=version.name,
             model=ModelConfig(**first["model_config"]),
+            train=TrainConfig(**trained),  # the report says how the version was trained
             **{app.unit_field: sorted(checkpoints)},
         )
         dataset = app.tokenise(app.ingest(config, data_root), data_root)
-        if dataset.vocabulary() != Vocabulary.load(local / "vocab.json"):
+        if not _same_ids(dataset.vocabulary(), Vocabulary.load(local / "vocab.json"), config.model.answer_kind):
             raise ConfigError(
                 f"{model_uri}: the dataset {source!r} ({size}) has another vocabulary than this version's: "
                 "its word ids would mean other words"

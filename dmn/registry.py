@@ -31,8 +31,9 @@ def signature(app: Application) -> ModelSignature:
     """The pyfunc's input columns (the application's, and its unit column, needed only when a version holds
     several units) and its output: one answer string per row."""
     columns = [ColSpec("string", name) for name in app.request_columns]
+    unit = ColSpec("long" if app.unit_type is int else "string", app.unit_name, required=False)
     return ModelSignature(
-        inputs=Schema([*columns, ColSpec("long", app.unit_name, required=False)]),
+        inputs=Schema([*columns, unit]),
         outputs=Schema([ColSpec("string")]),
     )
 

@@ -55,24 +55,25 @@ class DMNModel(mlflow.pyfunc.PythonModel):
             if len(self.models) > 1:
                 raise ConfigError(f"{name} is needed: this version holds {name} {sorted(self.models)}")
             return next(iter(self.models))
-        if int(unit) not in self.models:
-            raise ConfigError(f"{name} {int(unit)} is not in this version (has {sorted(self.models)})")
-        return int(unit)
+        if self.app.unit_type(unit) not in self.models:
+            raise ConfigError(f"{name} {unit} is not in this version (has {sorted(self.models)})")
+        return self.app.unit_type(unit)
 
     @torch.no_grad()
     def answer(self, request: dict, unit=None) -> Answer:
         """One request row (the application's columns) -> its answer and the attention of every pass."""
         unit = self._model_for(unit)
         row = self.app.parse_request(request)
-        unknown = self.vocab.unknown_words([w for s in row["story_tokens"] for w in s] + row["question_tokens"])
-        if unknown:
-            warnings.warn(f"words the model never saw, read as unknown: {', '.join(unknown)}", UnknownWordsWarning, 2)
         meta = self.meta[unit]
         kind = ModelConfig(**meta["model_config"]).answer_kind
         output = self.models[unit](
             *make_batch(self.app.encode([row], self.vocab, meta["settings"], kind)).model_inputs()
         )
-        gates = output.gates[0]  # (P, S)
+        gates = output.gates[0]  # (P, S): S, the facts the model read after the unit's story cut
+        read = [w for s in row["story_tokens"][-gates.size(-1) :] for w in s] + row["question_tokens"]
+        unknown = self.vocab.unknown_words(read)
+        if unknown:
+            warnings.warn(f"words the model never saw, read as unknown: {', '.join(unknown)}", UnknownWordsWarning, 2)
         text = self.app.render_answer(output.logits.argmax(-1)[0].tolist(), self.vocab, kind)
         return Answer(text, unit, row["story"][-gates.size(-1) :], gates.tolist(), unknown)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
-from dmn.config import DistributedConfig, EvaluateConfig, ModelConfig, TrainConfig
+from dmn.config import DistributedConfig, ModelConfig, TrainConfig
+from dmn.operations_config import EvaluateConfig
 
 
 def _babi_tasks(text: str) -> list[int]:
@@ -164,7 +165,7 @@ def audit(args: argparse.Namespace) -> None:
 
 
 def promote(args: argparse.Namespace) -> None:
-    from dmn.config import PromotionConfig
+    from dmn.operations_config import PromotionConfig
     from dmn.promotion import apply_promotion
 
     decision = apply_promotion(PromotionConfig(**_fields(args, PromotionConfig)))

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from dmn import storage
 from dmn.apps.babi import BabiRunConfig
-from dmn.config import EvaluateConfig, PromotionConfig, RollbackConfig
+from dmn.operations_config import EvaluateConfig, PromotionConfig, RollbackConfig
 from dmn.promotion import Decision, apply_promotion
 from dmn.promotion import rollback as roll_back
 from dmn.reevaluate import evaluate_registered

@@ -201,10 +201,10 @@ def anchors(config: BabiRunConfig) -> list[str]:
 
 APPLICATION = Application(
     name="babi",
-    title="bAbI",
     module=__name__,
     unit_name="babi_task",
     unit_title="bAbI task",
+    unit_type=int,
     config_type=BabiRunConfig,
     unit_field="babi_tasks",
     describe=lambda config: f"bAbI en {config.size}",

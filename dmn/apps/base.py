@@ -34,6 +34,7 @@ class RunConfig(BaseModel):
         "(s3://bucket/prefix, gs://..., abfs://...).",
     )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
+    model_name: str = Field(description="Registered model name in MLflow (default: dmn-<application>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
@@ -53,10 +54,10 @@ class Application:
     """
 
     name: str  # "babi": the CLI's `dmn run babi`, the flow's and the default registered model's names
-    title: str  # "bAbI", in reports
     module: str  # its module: the code its ingest and tokenise steps key on
     unit_name: str  # "babi_task": Parquet partitions, metrics, artifacts and the pyfunc's unit column
     unit_title: str  # "bAbI task", in reports
+    unit_type: type  # int (bAbI tasks) or str: how the pyfunc's unit column is typed and read
     config_type: type[RunConfig]
     unit_field: str  # the field of its run config that lists the units to train ("babi_tasks")
     describe: Callable[[RunConfig], str]  # the data set in words ("bAbI en 1k")

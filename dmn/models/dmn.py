@@ -3,6 +3,9 @@ Language Processing"): an input GRU over all the story's words, an episodic memo
 two-layer network over a feature vector of (fact, memory, question) and whose episodes are gated GRUs, a
 GRU memory update, and a GRU answer decoder that emits words up to an end word.
 
+The equations were read from secondary transcriptions of the paper (../shared/docs/PAPERS.md marks them
+unchecked), so they are named by module, not by the paper's equation numbers.
+
 Dimension letters: B batch, S facts, W words per sentence, L words of a story, H hidden (= embedding) size,
 P memory passes, T answer steps, A answer words (index 0 is the end word).
 """
@@ -17,7 +20,8 @@ END = 0  # index of the end word in a sequence answer's vocabulary
 
 class WordGRUInput(nn.Module):
     """Input module: one GRU reads all the words of the story in order; the fact of a sentence is the GRU's
-    state at that sentence's last word (Sec. 2.1: "the hidden states at the end-of-sentence tokens")."""
+    state at that sentence's last word (the paper's input module: the hidden states at the end-of-sentence
+    tokens)."""
 
     def __init__(self, embedding: nn.Embedding, hidden_size: int, dropout: float):
         super().__init__()
@@ -32,7 +36,7 @@ class WordGRUInput(nn.Module):
         order = torch.sort((~flat_mask).to(torch.uint8), dim=1, stable=True).indices  # (B, S*W)
         length = int(flat_mask.sum(1).max())  # L
         words = story.flatten(1).gather(1, order[:, :length])  # (B, L) word ids
-        # h_t = GRU(L[w_t], h_{t-1})  (Eq. 3)
+        # h_t = GRU(L[w_t], h_{t-1})  (input module)
         states, _ = self.gru(self.embedding(words))  # (B, L, H)
         # c_s = h at the last word of sentence s
         ends = (word_mask.sum(-1).cumsum(-1) - 1).clamp(min=0)  # (B, S)
@@ -50,7 +54,7 @@ class GatedMemory(nn.Module):
     def __init__(self, hidden_size: int, passes: int):
         super().__init__()
         self.passes = passes
-        self.bilinear = nn.Parameter(torch.empty(hidden_size, hidden_size))  # W^(b)
+        self.bilinear = nn.Parameter(nn.init.xavier_uniform_(torch.empty(hidden_size, hidden_size)))  # W^(b)
         self.gate_hidden = nn.Linear(7 * hidden_size + 2, hidden_size)  # W^(1), b^(1)
         self.gate_out = nn.Linear(hidden_size, 1)  # W^(2), b^(2)
         self.episode_gru = nn.GRUCell(hidden_size, hidden_size)
@@ -60,12 +64,12 @@ class GatedMemory(nn.Module):
         """W^(2) tanh(W^(1) z(c, m, q) + b^(1)) + b^(2) for every fact: (B, S, H), (B, H), (B, H) -> (B, S)."""
         c = facts  # (B, S, H)
         m, q = memory.unsqueeze(1).expand_as(c), question.unsqueeze(1).expand_as(c)  # (B, S, H) each
-        # z(c, m, q) = [c, m, q, c o q, c o m, |c - q|, |c - m|, c^T W^(b) q, c^T W^(b) m]  (Eq. 6)
+        # z(c, m, q) = [c, m, q, c o q, c o m, |c - q|, |c - m|, c^T W^(b) q, c^T W^(b) m]  (the gate's features)
         c_w = c @ self.bilinear  # (B, S, H)
         bilinear_q = (c_w * q).sum(-1, keepdim=True)  # (B, S, 1)
         bilinear_m = (c_w * m).sum(-1, keepdim=True)  # (B, S, 1)
         z = torch.cat([c, m, q, c * q, c * m, (c - q).abs(), (c - m).abs(), bilinear_q, bilinear_m], dim=-1)
-        # G(c, m, q) = sigma(W^(2) tanh(W^(1) z + b^(1)) + b^(2))  (Eq. 7; the sigmoid is applied by the caller)
+        # G(c, m, q) = sigma(W^(2) tanh(W^(1) z + b^(1)) + b^(2))  (the sigmoid is applied by the caller)
         return self.gate_out(torch.tanh(self.gate_hidden(z))).squeeze(-1)  # (B, S)
 
     def forward(self, facts: torch.Tensor, fact_mask: torch.Tensor, question: torch.Tensor):
@@ -74,11 +78,11 @@ class GatedMemory(nn.Module):
         for _ in range(self.passes):
             scores = self.gate_scores(facts, memory, question).masked_fill(~fact_mask, float("-inf"))  # (B, S)
             gates = torch.sigmoid(scores)  # (B, S), exactly 0 on padded facts
-            # h_t = g_t GRU(c_t, h_{t-1}) + (1 - g_t) h_{t-1}; e = h_T  (Eq. 8-9); a padded fact leaves h as it is
+            # h_t = g_t GRU(c_t, h_{t-1}) + (1 - g_t) h_{t-1}; e = h_T  (a padded fact, g = 0, leaves h as it is)
             h = torch.zeros_like(memory)  # (B, H)
             for c_t, g_t in zip(facts.unbind(1), gates.unsqueeze(-1).unbind(1)):
                 h = torch.lerp(h, self.episode_gru(c_t, h), g_t)  # (B, H)
-            # m^i = GRU(e^i, m^{i-1})  (Sec. 2.3)
+            # m^i = GRU(e^i, m^{i-1}), one GRU for every pass (the DMN+ paper calls this memory "tied")
             memory = self.memory_gru(h, memory)  # (B, H)
             all_gates.append(gates)
             all_scores.append(scores)
@@ -86,7 +90,7 @@ class GatedMemory(nn.Module):
 
 
 class AnswerDecoder(nn.Module):
-    """Answer module: a GRU decoder that emits answer words up to the end word (Sec. 2.4).
+    """Answer module: a GRU decoder that emits answer words up to the end word.
 
     With `target` (B, T) (teacher forcing, training) it scores each step given the true previous word;
     without, it decodes greedily for `max_words` steps. Either way: logits (B, T, A)."""
@@ -112,7 +116,7 @@ class AnswerDecoder(nn.Module):
         q = self.dropout(question)  # (B, H)
         logits = []
         for t in range(steps):
-            # a_t = GRU([y_{t-1}; q], a_{t-1}), y_t = softmax(W^(a) a_t)  (Eq. 10-11)
+            # a_t = GRU([y_{t-1}; q], a_{t-1}), y_t = softmax(W^(a) a_t)
             a = self.gru(torch.cat([self.previous_word(previous[:, t]), q], dim=-1), a)  # (B, H)
             logits.append(self.out(self.dropout(a)))  # (B, A)
             if target is None and t + 1 < steps:

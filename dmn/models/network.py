@@ -57,7 +57,8 @@ class DynamicMemoryNetwork(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier for weight matrices, zero biases, embeddings uniform in [-sqrt(3), sqrt(3)] (DMN+ paper)."""
+        """Xavier for weight matrices (the decoder's previous-word matrix too), zero biases, the word embedding
+        uniform in [-sqrt(3), sqrt(3)] (DMN+ paper)."""
         for name, param in self.named_parameters():
             if name == "embedding.weight":
                 nn.init.uniform_(param, -math.sqrt(3), math.sqrt(3))
