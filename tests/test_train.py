@@ -73,3 +73,36 @@ def test_supporting_fact_hits():
     gates = torch.tensor([[[0.1, 0.8, 0.1], [0.7, 0.2, 0.1]], [[0.1, 0.1, 0.8], [0.1, 0.1, 0.8]]])  # (N=2, P=2, S=3)
     supporting = torch.tensor([[0, -1], [1, -1]])
     assert supporting_fact_hits(gates, supporting).tolist() == [True, False]
+
+
+def test_a_checkpoint_of_the_first_format_loads_as_the_dmn_plus_it_was(tmp_path):
+    """Versions registered before the model seam hold `dmn-plus/1` checkpoints (answer layer `answer.*`, the
+    story cut in the training config); they load, answer as they did, and say what they are."""
+    from dmn.data.batching import make_batch
+    from dmn.data.vocab import Vocabulary
+    from dmn.models import ModelSizes, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=8), ModelSizes(12, 4)).eval()
+    weights = {k.replace("answer.linear.", "answer."): v for k, v in model.state_dict().items()}
+    first = {
+        "format": "dmn-plus/1",
+        "babi_task": 3,
+        "model_config": {"hidden_size": 8, "passes": 3, "dropout": 0.1},
+        "train_config": {"max_sentences": 70, "max_sentences_by_task": {3: 130}, "seed": 0},
+        "vocab_size": 12,
+        "answer_size": 4,
+        "best_epoch": 1,
+        "best_valid_loss": 1.0,
+        "history": [],
+        "seconds": 0.0,
+        "state_dict": weights,
+    }
+    torch.save(first, tmp_path / "babi_task_3.pt")
+    loaded, meta = load_checkpoint(tmp_path / "babi_task_3.pt")
+    assert (meta["application"], meta["unit"], meta["architecture"]) == ("babi", 3, "dmn+")
+    assert meta["settings"] == {"sentence_limit": 130}
+    vocab = Vocabulary(tuple(f"w{i}" for i in range(12)), ("a", "b", "c", "d"))
+    rows = [{"story_tokens": [["w2", "w3"], ["w4"]], "question_tokens": ["w5"], "answer": "b", "supporting": [1]}]
+    batch = make_batch(BABI.encode(rows, vocab, meta["settings"], "class"))
+    assert torch.equal(loaded(*batch.model_inputs()).logits, model(*batch.model_inputs()).logits)
