@@ -24,6 +24,12 @@ class ModelConfig(BaseModel):
         description="'dmn+' (Xiong et al. 2016: input fusion, attention GRU) or 'dmn' (Kumar et al. 2016: word GRU "
         "input, gated GRU episodes, GRU answer decoder).",
     )
+    input: Literal["auto", "sentences", "words"] = Field(
+        "auto",
+        description="Input module: 'sentences' (positional encoding and bi-GRU input fusion over the sentences) or "
+        "'words' (one GRU over all the story's words, a fact at each sentence's end); 'auto' takes the "
+        "architecture's own (dmn+: sentences, dmn: words).",
+    )
     answer: Literal["auto", "class", "sequence"] = Field(
         "auto",
         description="Answer module: one class, or a word sequence from a GRU decoder (multi-word answers such as "
@@ -38,6 +44,13 @@ class ModelConfig(BaseModel):
     max_answer_words: int = Field(
         8, ge=1, description="A sequence answer is decoded greedily up to its end word or this many words."
     )
+
+    @property
+    def input_kind(self) -> Literal["sentences", "words"]:
+        """The configured input module, or the architecture's own for 'auto' (dmn+: sentences, dmn: words)."""
+        if self.input != "auto":
+            return self.input
+        return "sentences" if self.architecture == "dmn+" else "words"
 
     @property
     def answer_kind(self) -> Literal["class", "sequence"]:

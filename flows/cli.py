@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="architecture: 'dmn+' (Xiong et al. 2016, default) or 'dmn' (Kumar et al. 2016)",
     )
     babi.add_argument(
+        "--input",
+        choices=["auto", "sentences", "words"],
+        default=model.input,
+        help="input module: sentences (DMN+'s input fusion) or words (the DMN's word GRU); 'auto' (default): "
+        "the architecture's own",
+    )
+    babi.add_argument(
         "--answer",
         choices=["auto", "class", "sequence"],
         default=model.answer,

@@ -27,6 +27,11 @@ STORIES = [
     (["Daniel went to the office."], "Where is Daniel now?", "office"),
 ]
 ARCHITECTURES = [("dmn+", "class"), ("dmn", "sequence"), ("dmn+", "sequence"), ("dmn", "class")]
+# (architecture, answer, input): the parts swapped between the papers
+PARTS = [(a, answer, "auto") for a, answer in ARCHITECTURES] + [
+    ("dmn", "sequence", "sentences"),
+    ("dmn+", "class", "words"),
+]
 
 
 def _rows():
@@ -43,8 +48,8 @@ def _vocab():
     return Vocabulary.build(words, answers, [a.split(",") for a in answers])
 
 
-def _model(architecture, answer, hidden=16):
-    config = ModelConfig(architecture=architecture, answer=answer, hidden_size=hidden, passes=3)
+def _model(architecture, answer, hidden=16, input="auto"):
+    config = ModelConfig(architecture=architecture, answer=answer, input=input, hidden_size=hidden, passes=3)
     vocab = _vocab()
     return build_model(config, ModelSizes(len(vocab.words), vocab.answer_size(answer))).eval(), vocab
 
@@ -77,10 +82,10 @@ def test_shapes_and_gates_are_zero_on_padded_facts(architecture, answer):
         assert ((output.gates[0, :, :2] > 0) & (output.gates[0, :, :2] < 1)).all()
 
 
-@pytest.mark.parametrize("architecture,answer", ARCHITECTURES)
-def test_a_story_gets_the_same_answer_and_gates_alone_or_in_a_padded_batch(architecture, answer):
+@pytest.mark.parametrize("architecture,answer,input", PARTS)
+def test_a_story_gets_the_same_answer_and_gates_alone_or_in_a_padded_batch(architecture, answer, input):
     torch.manual_seed(0)
-    model, vocab = _model(architecture, answer, hidden=24)
+    model, vocab = _model(architecture, answer, hidden=24, input=input)
     data = BABI.encode(_rows(), vocab, {"sentence_limit": 70}, answer)
     together = model(*make_batch(data).model_inputs())
     teacher_forced = model(*make_batch(data).model_inputs(), target=make_batch(data).target)
@@ -128,3 +133,10 @@ def test_both_architectures_from_one_builder_and_dmn_plus_initialisation_unchang
     parts = {type(m).__name__ for m in original.children()}
     assert parts == {"Embedding", "WordGRUInput", "QuestionEncoder", "GatedMemory", "AnswerDecoder"}
     assert original.memory.gate_hidden.in_features == 7 * 80 + 2  # z(c, m, q): 7 vectors and 2 bilinear terms
+    mixed = build_model(ModelConfig(architecture="dmn", input="sentences"), sizes)  # DMN+'s reader, the DMN's rest
+    assert [type(m).__name__ for m in mixed.children()][1:] == [
+        "FusionInput",
+        "QuestionEncoder",
+        "GatedMemory",
+        "AnswerDecoder",
+    ]

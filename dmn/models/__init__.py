@@ -5,7 +5,9 @@
     dmn   Kumar et al. 2016: word GRU input, gates over z(c, m, q) + gated GRU episodes, GRU memory
           update (dmn.py)
 
-Both share the question module (network.py). The answer module follows the answer's kind: a class
+Both share the question module (network.py). `ModelConfig.input` and `ModelConfig.answer` put either
+paper's input module and answer module on either memory ('auto': the architecture's own). The answer module
+follows the answer's kind: a class
 (DMN+'s softmax over [m; q]) or a word sequence (the DMN's GRU decoder); `ModelConfig.answer = "auto"`
 (`ModelConfig.answer_kind`) takes the paper's, so `dmn+` answers with a class and `dmn` with a sequence.
 """
@@ -37,7 +39,7 @@ def build_model(config: ModelConfig, sizes: ModelSizes) -> DynamicMemoryNetwork:
     weights for a seed: keep it)."""
     hidden = config.hidden_size
     embedding = nn.Embedding(sizes.vocab_size, hidden, padding_idx=0)
-    if config.architecture == "dmn+":
+    if config.input_kind == "sentences":
         input_module = FusionInput(embedding, hidden, config.dropout)
     else:
         input_module = WordGRUInput(embedding, hidden, config.dropout)
