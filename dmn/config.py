@@ -73,7 +73,11 @@ class TrainConfig(BaseModel):
     max_epochs: int = Field(256, ge=1, description="Upper bound on epochs.")
     patience: int = Field(20, ge=1, description="Stop after this many epochs without a lower validation loss.")
     valid_fraction: float = Field(
-        0.1, gt=0, lt=1, description="Last share of the training file held out for validation."
+        0.1,
+        gt=0,
+        lt=1,
+        description="Last share of the training file held out for validation, where the data has no published "
+        "validation split (bAbI; SST validates on its dev split).",
     )
     seed: int = Field(0, description="Seed of initialisation, dropout and shuffling.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")

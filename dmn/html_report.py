@@ -26,6 +26,8 @@ from dmn.data.batching import make_batch  # noqa: E402
 from dmn.data.parquet import TokenisedData  # noqa: E402
 from dmn.report import unit_results  # noqa: E402
 
+STATUS = {True: "FAILED", False: "passed", None: "n/a"}  # n/a: the application has no pass threshold
+
 
 @dataclass
 class AttentionExample:
@@ -51,13 +53,13 @@ def attention_examples(
         for row in dataset.read(unit, "test")[:per_unit]:
             data = app.encode([row], vocab, meta["settings"], kind)
             output = model(*make_batch(data).model_inputs())  # logits (1, T, A), gates (1, P, S)
-            facts = output.gates.size(-1)
+            facts, question, answer = app.audit_view(row)
             examples.append(
                 AttentionExample(
                     unit,
-                    row["story"][-facts:],
-                    row["question"],
-                    row["answer"],
+                    facts[-output.gates.size(-1) :],
+                    question,
+                    answer,
                     app.render_answer(output.logits.argmax(-1)[0].tolist(), vocab, kind),
                     [int(i) for i in data.supporting[0] if i >= 0],
                     output.gates[0].tolist(),
@@ -106,12 +108,14 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
         hit = "n/a" if r["support_hit_rate"] is None else f"{r['support_hit_rate']:.1%}"
         rows.append(
             f"<tr><td>{r['unit']}</td><td>{r['accuracy']:.1%}</td><td>{delta}</td><td>{r['error']:.1%}</td>"
-            f"<td>{'FAILED' if r['failed'] else 'passed'}</td><td>{hit}</td><td>{r['best_epoch']} / {r['epochs']}</td>"
+            f"<td>{STATUS[r['failed']]}</td><td>{hit}</td><td>{r['best_epoch']} / {r['epochs']}</td>"
             f"<td>{r['train_seconds']:.0f}</td><td>{r.get('seed', '')}</td><td>{html.escape(r['note'])}</td></tr>"
         )
     against = f"champion: {html.escape(champion['training_digest'][:16])}" if champion else "no champion yet"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) or "<li>none</li>"
     failed = ", ".join(map(str, report["failed_units"])) or "none"
+    pass_error = report.get("pass_error", 0.05)
+    verdict = "" if pass_error is None else f"; failed (error &gt; {pass_error:.0%}): {failed}"
     anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
     title = f"{report['architecture'].upper()} on {html.escape(report['dataset'])}"
     supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
@@ -122,7 +126,7 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}img{{margin:.5em}}</style></head><body>
 <h1>{html.escape(report["model_name"])}: {title}, test split</h1>
 <p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}.</p>
-<p>Mean error {report["mean_error"]:.2%}; failed (error &gt; 5 %): {failed}. Deltas against the {against}.</p>
+<p>Mean error {report["mean_error"]:.2%}{verdict}. Deltas against the {against}.</p>
 <table><tr><th>{html.escape(unit_title)}</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>
 <th>top gate on a supporting fact</th><th>best epoch / epochs</th><th>train s</th><th>seed</th><th>note</th></tr>
 {"".join(rows)}</table>

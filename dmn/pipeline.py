@@ -62,7 +62,9 @@ def train_unit(
         return path
     vocab = dataset.vocabulary()
     kind = model_config.answer_kind
-    train_rows, valid_rows = split_validation(dataset.read(unit, "train"), train_config.valid_fraction)
+    train_rows, valid_rows = dataset.read(unit, "train"), dataset.read(unit, "dev")
+    if not valid_rows:  # no published validation split (bAbI): the paper's cut of the training file
+        train_rows, valid_rows = split_validation(train_rows, train_config.valid_fraction)
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
     sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
     result = train_dmn(
@@ -92,10 +94,18 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     device = resolve_device(device)
     model.to(device)
     kind = ModelConfig(**meta["model_config"]).answer_kind
-    data = app.encode(dataset.read(unit, "test"), dataset.vocabulary(), meta["settings"], kind)
+    vocab = dataset.vocabulary()
+    data = app.encode(dataset.read(unit, "test"), vocab, meta["settings"], kind)
+    dev = {}
+    dev_rows = dataset.read(unit, "dev")  # a published validation split is reported too (SST)
+    if dev_rows:
+        dev["dev_accuracy"] = evaluate(model, app.encode(dev_rows, vocab, meta["settings"], kind), device)["accuracy"]
+    metrics = evaluate(model, data, device)
     return {
         "unit": unit,
-        **evaluate(model, data, device),
+        **metrics,
+        "failed": None if app.pass_error is None else metrics["error"] > app.pass_error,
+        **dev,
         "best_epoch": meta["best_epoch"],
         "epochs": len(meta["history"]),
         "train_seconds": meta["seconds"],

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 
 import dmn
 from dmn import storage
@@ -30,7 +31,10 @@ from dmn.promotion import CHALLENGER
 def signature(app: Application) -> ModelSignature:
     """The pyfunc's input columns (the application's, and its unit column, needed only when a version holds
     several units) and its output: one answer string per row."""
-    columns = [ColSpec("string", name) for name in app.request_columns]
+    columns = [
+        ColSpec(DataType.string if c.kind == "string" else Array(DataType.string), c.name, required=c.required)
+        for c in app.request_columns
+    ]
     unit = ColSpec("long" if app.unit_type is int else "string", app.unit_name, required=False)
     return ModelSignature(
         inputs=Schema([*columns, unit]),

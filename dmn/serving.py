@@ -78,7 +78,19 @@ class DMNModel(mlflow.pyfunc.PythonModel):
         return Answer(text, unit, row["story"][-gates.size(-1) :], gates.tolist(), unknown)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
-        columns = self.app.request_columns
+        columns = [c.name for c in self.app.request_columns if c.name in model_input]
+        missing = [c.name for c in self.app.request_columns if c.required and c.name not in model_input]
+        if missing or not columns:
+            names = ", ".join(c.name for c in self.app.request_columns)
+            raise ConfigError(f"input columns: {', '.join(missing) or names} needed (the model reads {names})")
         units = model_input[self.app.unit_name] if self.app.unit_name in model_input else [None] * len(model_input)
-        requests = model_input[list(columns)].to_dict("records")
+        requests = [
+            {key: value for key, value in row.items() if _given(value)}
+            for row in model_input[columns].to_dict("records")
+        ]
         return [self.answer(request, unit).answer for request, unit in zip(requests, units)]
+
+
+def _given(value) -> bool:
+    """False for a missing cell (None or NaN) of an optional column."""
+    return value is not None and not (isinstance(value, float) and value != value)

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
+from dmn.apps.base import RunConfig
+from dmn.apps.sst import SstRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.operations_config import EvaluateConfig
 
@@ -32,72 +34,59 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmn", description="Dynamic Memory Networks (DMN, DMN+) pipeline.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _granularities(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    unknown = [item for item in items if item not in ("fine", "binary")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown granularity {unknown[0]!r}; use 'fine', 'binary' or 'fine,binary'")
+    return items
 
-    run = commands.add_parser("run", help="run a pipeline (Prefect flow)")
-    apps = run.add_subparsers(dest="application", required=True)
-    babi = apps.add_parser("babi", help="bAbI QA: ingest -> tokenise -> train -> evaluate -> register")
-    model, train = ModelConfig(), TrainConfig()
-    babi.add_argument("--babi-tasks", type=_babi_tasks, default=[1], help="bAbI task ids, '1,2,3' or 'all' (default 1)")
-    babi.add_argument("--size", choices=["1k", "10k"], default="1k", help="training set size (default 1k)")
-    babi.add_argument(
-        "--source",
-        default="bundled",
-        help="'bundled' (default: bAbI en 1k in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
-    )
-    babi.add_argument("--sha256", dest="source_sha256", default=None, help="expected sha256 of a tarball source")
-    babi.add_argument(
-        "--epochs",
-        dest="max_epochs",
-        type=int,
-        default=train.max_epochs,
-        help="most epochs (early stopping may end sooner)",
-    )
-    babi.add_argument("--patience", type=int, default=train.patience, help="epochs without a better validation loss")
-    babi.add_argument("--batch-size", type=int, default=train.batch_size, help="examples per step")
-    babi.add_argument("--learning-rate", type=float, default=train.learning_rate, help="Adam's learning rate")
-    babi.add_argument("--l2", type=float, default=train.l2, help="L2 coefficient on non-bias weights")
-    babi.add_argument(
+
+def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfig], units: str) -> None:
+    """The options every `dmn run APPLICATION` has, named as the config fields (`_fields`). Model and training
+    options default to the application's own defaults (unset here, filled by `config_from_args`)."""
+    parser.add_argument("--sha256", dest="source_sha256", default=None, help="expected sha256 of an archive source")
+    parser.add_argument("--epochs", dest="max_epochs", type=int, help="most epochs (early stopping may end sooner)")
+    parser.add_argument("--patience", type=int, help="epochs without a better validation loss")
+    parser.add_argument("--batch-size", type=int, help="examples per step")
+    parser.add_argument("--learning-rate", type=float, help="Adam's learning rate")
+    parser.add_argument("--l2", type=float, help="L2 coefficient on non-bias weights")
+    parser.add_argument(
         "--model",
         dest="architecture",
         choices=["dmn+", "dmn"],
-        default=model.architecture,
         help="architecture: 'dmn+' (Xiong et al. 2016, default) or 'dmn' (Kumar et al. 2016)",
     )
-    babi.add_argument(
+    parser.add_argument(
         "--input",
         choices=["auto", "sentences", "words"],
-        default=model.input,
         help="input module: sentences (DMN+'s input fusion) or words (the DMN's word GRU); 'auto' (default): "
         "the architecture's own",
     )
-    babi.add_argument(
+    parser.add_argument(
         "--answer",
         choices=["auto", "class", "sequence"],
-        default=model.answer,
         help="answer module: one class or a word sequence; 'auto' (default): the architecture's own",
     )
-    babi.add_argument(
+    parser.add_argument(
         "--supervise-gates",
         action="store_true",
+        default=None,
         help="also train each pass's gates on that pass's supporting fact (Kumar et al. 2016's bAbI protocol)",
     )
-    babi.add_argument(
-        "--hidden", dest="hidden_size", type=int, default=model.hidden_size, help="embedding and hidden size"
-    )
-    babi.add_argument("--passes", type=int, default=model.passes, help="episodic memory passes")
-    babi.add_argument("--seed", type=int, default=train.seed, help="random seed")
-    babi.add_argument("--device", default=train.device, help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
-    babi.add_argument(
+    parser.add_argument("--hidden", dest="hidden_size", type=int, help="embedding and hidden size")
+    parser.add_argument("--passes", type=int, help="episodic memory passes")
+    parser.add_argument("--dropout", type=float, help="dropout rate")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--device", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
+    parser.add_argument(
         "--seeds",
         type=_int_list,
         default=None,
-        help="restarts per bAbI task, e.g. '0,1,2' (lowest validation loss kept)",
+        help=f"restarts per {units}, e.g. '0,1,2' (lowest validation loss kept)",
     )
-    babi.add_argument("--concurrency", type=int, default=1, help="trainings in flight at once (tasks x seeds)")
-    launcher = babi.add_argument_group("distributed training (torchrun's options)")
+    parser.add_argument("--concurrency", type=int, default=1, help=f"trainings in flight at once ({units} x seeds)")
+    launcher = parser.add_argument_group("distributed training (torchrun's options)")
     dist = DistributedConfig()
     launcher.add_argument("--nproc-per-node", type=int, default=dist.nproc_per_node, help="processes per node")
     launcher.add_argument("--nnodes", type=int, default=dist.nnodes, help="number of nodes")
@@ -106,21 +95,63 @@ def build_parser() -> argparse.ArgumentParser:
     launcher.add_argument("--rdzv-id", default=dist.rdzv_id, help="job id shared by the nodes")
     launcher.add_argument("--rdzv-timeout", type=int, default=dist.rdzv_timeout, help="seconds to wait for nodes")
     launcher.add_argument("--max-restarts", type=int, default=dist.max_restarts, help="restarts of failed workers")
-    babi.add_argument(
-        "--data-root",
-        default="data",
-        help=BabiRunConfig.model_fields["data_root"].description,
-    )
-    babi.add_argument(
+    parser.add_argument("--data-root", default="data", help=RunConfig.model_fields["data_root"].description)
+    parser.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
     )
-    babi.add_argument("--model-name", default="dmn-babi", help="registered model name")
+    name = config_type.model_fields["model_name"].default
+    parser.add_argument("--model-name", default=name, help=f"registered model name (default {name})")
 
-    ask = commands.add_parser("ask", help="answer a question about a story with a registered model")
-    ask.add_argument("model_uri", help="e.g. models:/dmn-babi/1 or models:/dmn-babi@champion")
-    ask.add_argument("--story", type=Path, required=True, help="text file: a sentence per line, or paragraphs")
-    ask.add_argument("--question", required=True, help="the question")
-    ask.add_argument("--babi-task", type=int, default=None, help="which model, when the version holds several")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dmn", description="Dynamic Memory Networks (DMN, DMN+) pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline (Prefect flow)")
+    apps = run.add_subparsers(dest="application", required=True)
+    babi = apps.add_parser("babi", help="bAbI QA: ingest -> tokenise -> train -> evaluate -> register")
+    babi.add_argument("--babi-tasks", type=_babi_tasks, default=[1], help="bAbI task ids, '1,2,3' or 'all' (default 1)")
+    babi.add_argument("--size", choices=["1k", "10k"], default="1k", help="training set size (default 1k)")
+    babi.add_argument(
+        "--source",
+        default="bundled",
+        help="'bundled' (default: bAbI en 1k in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
+    )
+    _add_run_options(babi, BabiRunConfig, "bAbI task")
+    sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")
+    sst.add_argument(
+        "--granularities",
+        type=_granularities,
+        default=["fine", "binary"],
+        help="'fine', 'binary' or 'fine,binary' (default): one model each",
+    )
+    sst.add_argument(
+        "--sentences-only",
+        dest="phrases",
+        action="store_false",
+        help="train on the training sentences only (default: every distinct phrase of their trees)",
+    )
+    sst.add_argument(
+        "--source",
+        default="bundled",
+        help="'bundled' (default: the SST trees in data/), a folder with train.txt, dev.txt, test.txt, or an "
+        "archive path or URL (trainDevTestTrees_PTB.zip)",
+    )
+    _add_run_options(sst, SstRunConfig, "granularity")
+
+    ask = commands.add_parser("ask", help="answer with a registered model, showing the attention of every pass")
+    ask.add_argument("model_uri", help="e.g. models:/dmn-babi/1 or models:/dmn-sst@champion")
+    ask.add_argument("--story", type=Path, help="bAbI: text file, a sentence per line, or paragraphs")
+    ask.add_argument("--question", help="bAbI: the question")
+    ask.add_argument("--sentence", help="sentiment: the sentence, plain text")
+    ask.add_argument(
+        "--unit",
+        "--babi-task",
+        "--granularity",
+        dest="unit",
+        default=None,
+        help="which model (bAbI task, SST granularity), when the version holds several",
+    )
     ask.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     promote = commands.add_parser("promote", help="gate the challenger (or --version) and move the champion alias")
     promote.add_argument("model_name", help="registered model name, e.g. dmn-babi")
@@ -195,20 +226,34 @@ def _fields(args: argparse.Namespace, model: type[BaseModel]) -> dict:
     return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
 
 
-def config_from_args(args: argparse.Namespace) -> BabiRunConfig:
-    return BabiRunConfig(
-        **_fields(args, BabiRunConfig),
-        model=ModelConfig(**_fields(args, ModelConfig)),
+RUN_CONFIGS = {"babi": BabiRunConfig, "sst": SstRunConfig}
+FLOWS = {"babi": ("flows.babi", "babi_flow"), "sst": ("flows.sst", "sst_flow")}
+
+
+def _given(args: argparse.Namespace, model: type[BaseModel]) -> dict:
+    """The options of `args` named as the fields of `model` that the user gave (unset ones are None)."""
+    return {name: value for name, value in _fields(args, model).items() if value is not None}
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run configuration of `args.application`: its defaults, overridden by the options given."""
+    config_type = RUN_CONFIGS[args.application]
+    defaults = config_type()
+    return config_type(
+        **_given(args, config_type),
+        model=ModelConfig(**{**defaults.model.model_dump(), **_given(args, ModelConfig)}),
         distributed=DistributedConfig(**_fields(args, DistributedConfig)),
-        train=TrainConfig(**_fields(args, TrainConfig)),
+        train=TrainConfig(**{**defaults.train.model_dump(), **_given(args, TrainConfig)}),
     )
 
 
-def run_babi(args: argparse.Namespace) -> None:
-    from dmn.report import report_markdown
-    from flows.babi import babi_flow
+def run_application(args: argparse.Namespace) -> None:
+    import importlib
 
-    outcome = babi_flow(config_from_args(args))
+    from dmn.report import report_markdown
+
+    module, name = FLOWS[args.application]
+    outcome = getattr(importlib.import_module(module), name)(config_from_args(args))
     version = outcome["version"]
     if version is None:
         print(f"node {args.node_rank}: training done; node 0 evaluates and registers")
@@ -223,24 +268,26 @@ def ask(args: argparse.Namespace) -> None:
 
     if args.tracking_uri:
         mlflow.set_tracking_uri(args.tracking_uri)
-    try:
-        story = args.story.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SystemExit(f"error: --story {args.story}: {error.strerror}") from None
+    request = {key: getattr(args, key) for key in ("question", "sentence") if getattr(args, key) is not None}
+    if args.story is not None:
+        try:
+            request["story"] = args.story.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SystemExit(f"error: --story {args.story}: {error.strerror}") from None
     model = mlflow.pyfunc.load_model(args.model_uri).unwrap_python_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        answer = model.answer({"story": story, "question": args.question}, args.babi_task)
+        answer = model.answer(request, args.unit)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"answer: {answer.answer}   (bAbI task {answer.unit} model)")
-    print("attention per pass (gate of each sentence):")
+    print(f"answer: {answer.answer}   ({model.app.unit_title} {answer.unit} model)")
+    print("attention per pass (gate of each fact):")
     passes = len(answer.gates)
-    print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "sentence")
-    for i, sentence in enumerate(answer.sentences):
+    print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "fact")
+    for i, fact in enumerate(answer.sentences):
         gates = " ".join(f"{answer.gates[p][i]:8.3f}" for p in range(passes))
         marks = " ".join("*" if max(answer.gates[p]) == answer.gates[p][i] else " " for p in range(passes))
-        print(f"  {gates}  {marks}  {sentence}")
+        print(f"  {gates}  {marks}  {fact}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         {
-            "run": run_babi,
+            "run": run_application,
             "ask": ask,
             "promote": promote,
             "rollback": rollback,

@@ -20,8 +20,8 @@ from dmn.apps import application
 from dmn.apps.base import RunConfig
 from dmn.checkpoint import load_checkpoint
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
+from dmn.data.fetch import TransientSourceError
 from dmn.data.parquet import TokenisedData
-from dmn.data.sources import TransientSourceError
 from dmn.distributed import launch
 from dmn.html_report import attention_examples, render_html
 from dmn.pipeline import evaluate_unit, step_code, train_unit

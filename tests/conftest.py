@@ -30,13 +30,13 @@ os.environ.update(
 
 import pytest  # noqa: E402
 
-from dmn.data.sources import BUNDLED_TARBALL, extract_tarball  # noqa: E402
+from dmn.data.sources import BUNDLED_TARBALL, extract_babi  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def babi_root(tmp_path_factory) -> Path:
     """The real bAbI v1.2 en (1k) files, extracted from the bundled tarball: `<root>/tasks_1-20_v1-2/en/`."""
-    return extract_tarball(BUNDLED_TARBALL, tmp_path_factory.mktemp("babi") / "release")
+    return extract_babi(BUNDLED_TARBALL, tmp_path_factory.mktemp("babi") / "release")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import importlib
 
 from dmn.errors import ConfigError
 
-APPLICATIONS = {"babi": "dmn.apps.babi"}
+APPLICATIONS = {"babi": "dmn.apps.babi", "sst": "dmn.apps.sst"}
 
 
 def application(name: str):

@@ -45,6 +45,15 @@ class RunConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class Column:
+    """An input column of the application's pyfunc."""
+
+    name: str
+    kind: str = "string"  # "string", or "strings": a list of strings per row
+    required: bool = True  # False: one of several alternatives (SST: `sentence` or `tokens`)
+
+
+@dataclass(frozen=True)
 class Application:
     """An application of the DMN: a frozen set of functions, no class hierarchy.
 
@@ -67,10 +76,12 @@ class Application:
     settings: Callable[[RunConfig, Any], dict]  # (config, unit) -> encoding settings of that unit
     encode: Callable[[list[dict], Vocabulary, dict, str], Examples]  # (rows, vocab, settings, answer kind)
     render_answer: Callable[[list[int], Vocabulary, str], str]  # (answer ids, vocab, kind) -> the answer as text
-    parse_request: Callable[[dict], dict]  # a pyfunc request row -> a token row (ConfigError on bad input)
-    request_columns: tuple[str, ...]  # the pyfunc's input columns, besides the unit's
+    parse_request: Callable[[dict], dict]  # a request row (its columns present) -> a token row (ConfigError if bad)
+    request_columns: tuple[Column, ...]  # the pyfunc's input columns, besides the unit's
     example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
+    pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention
+    audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.

@@ -11,24 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dmn import storage
 from dmn.data.babi import FILE_NAME, SIZE_FOLDERS, find_babi_files
+from dmn.data.fetch import TransientSourceError, download, extract_archive, sha256_file
 from dmn.errors import DataError
 
 BUNDLED_TARBALL = Path(__file__).resolve().parents[2] / "data" / "babi-tasks-1-20-v1-2-en.tar.xz"
 OFFICIAL_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
 FALLBACKS = "fallbacks.json"  # written last: the marker of a stored raw folder
-
-
-class TransientSourceError(OSError):
-    """A network failure while fetching a source: worth a retry (bad data never is)."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +67,15 @@ def ingest_babi(source: str, size: str, data_root: str, sha256: str | None = Non
         if source == "bundled":
             if not BUNDLED_TARBALL.is_file():
                 raise DataError(BUNDLED_TARBALL, "the bundled bAbI tarball is missing; pass --source")
-            folder = extract_tarball(BUNDLED_TARBALL, scratch / "extract", sha256)
+            folder = extract_babi(BUNDLED_TARBALL, scratch / "extract", sha256)
         elif source.startswith("hf:"):
             folder = download_from_hub(source[3:], size, scratch / "hub")
         elif source.startswith(("http://", "https://")):
-            folder = extract_tarball(download(source, scratch / "download.tar.gz"), scratch / "extract", sha256)
+            folder = extract_babi(download(source, scratch / "download.tar.gz"), scratch / "extract", sha256)
         elif Path(source).is_dir():
             folder = Path(source)
         elif Path(source).is_file():
-            folder = extract_tarball(Path(source), scratch / "extract", sha256)
+            folder = extract_babi(Path(source), scratch / "extract", sha256)
         else:
             raise DataError(source, "--source is not 'bundled', a folder, a tarball, a URL or hf:NAME")
         files, fallbacks = find_babi_files(folder, size)
@@ -124,47 +118,9 @@ def _store(files: dict[tuple[int, str], Path], fallbacks: dict[int, str], size: 
     return RawBabi(target, hexdigest, size, fallbacks)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def extract_tarball(tarball: Path, destination: Path, sha256: str | None = None) -> Path:
-    """Extract the bAbI text files of `tarball`; refuse a wrong checksum or a member outside its root."""
-    if sha256 is not None and sha256_file(tarball) != sha256.lower():
-        raise DataError(tarball, f"sha256 is {sha256_file(tarball)}, expected {sha256}")
-    destination.mkdir(parents=True)
-    try:
-        with tarfile.open(tarball) as archive:
-            members = archive.getmembers()
-            for member in members:
-                name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts:
-                    raise DataError(tarball, f"member {member.name!r} points outside the archive root")
-                if member.issym() or member.islnk() or member.isdev():
-                    raise DataError(tarball, f"member {member.name!r} is a link or device, refused")
-            wanted = [m for m in members if m.isfile() and FILE_NAME.match(PurePosixPath(m.name).name)]
-            archive.extractall(destination, members=wanted, filter="data")
-    except tarfile.TarError as error:
-        raise DataError(tarball, f"not a readable tarball ({error})") from error
-    return destination
-
-
-def download(url: str, destination: Path) -> Path:
-    """Fetch `url` to `destination`; network failures raise TransientSourceError (retried by the flow)."""
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except urllib.error.HTTPError as error:
-        if error.code >= 500:
-            raise TransientSourceError(f"{url}: HTTP {error.code}") from error
-        raise DataError(url, f"HTTP {error.code}") from error
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        raise TransientSourceError(f"{url}: {error}") from error
-    return destination
+def extract_babi(tarball: Path, destination: Path, sha256: str | None = None) -> Path:
+    """Extract the bAbI text files of `tarball` (dmn/data/fetch.py's checks)."""
+    return extract_archive(tarball, destination, lambda name: bool(FILE_NAME.match(name)), sha256)
 
 
 def download_from_hub(name: str, size: str, destination: Path) -> Path:
