@@ -30,11 +30,11 @@ class ModelConfig(BaseModel):
         "'words' (one GRU over all the story's words, a fact at each sentence's end); 'auto' takes the "
         "architecture's own (dmn+: sentences, dmn: words).",
     )
-    answer: Literal["auto", "class", "sequence"] = Field(
+    answer: Literal["auto", "class", "sequence", "tags"] = Field(
         "auto",
-        description="Answer module: one class, or a word sequence from a GRU decoder (multi-word answers such as "
-        "'apple,football', including lists never seen in training); 'auto' takes the architecture's own "
-        "(dmn+: class, dmn: sequence).",
+        description="Answer module: one class, a word sequence from a GRU decoder (multi-word answers such as "
+        "'apple,football', including lists never seen in training), or one tag per fact (tagging); 'auto' takes "
+        "the architecture's own (dmn+: class, dmn: sequence).",
     )
     hidden_size: int = Field(80, ge=1, description="Embedding and hidden size (the paper uses 80 for both).")
     passes: int = Field(3, ge=1, description="Episodic memory passes.")
@@ -53,7 +53,7 @@ class ModelConfig(BaseModel):
         return "sentences" if self.architecture == "dmn+" else "words"
 
     @property
-    def answer_kind(self) -> Literal["class", "sequence"]:
+    def answer_kind(self) -> Literal["class", "sequence", "tags"]:
         """The configured answer module, or the architecture's own for 'auto' (dmn+: class, dmn: sequence)."""
         if self.answer != "auto":
             return self.answer

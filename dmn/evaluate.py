@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from dmn.data.batching import Examples, make_batch
+from dmn.data.batching import IGNORE, Examples, make_batch
+from dmn.data.vocab import UNKNOWN_WORD
 from dmn.train import exact_match
 
 
@@ -22,6 +23,8 @@ def predict(model, data: Examples, batch_size: int = 256, device="cpu") -> tuple
         padded = output.gates.new_zeros(*output.gates.shape[:2], data.story.size(1))  # (B, P, S)
         padded[..., : output.gates.size(-1)] = output.gates
         gates.append(padded.cpu())
+    steps = max(a.size(1) for a in answers)  # tags: each batch's own longest sentence
+    answers = [torch.nn.functional.pad(a, (0, steps - a.size(1)), value=IGNORE) for a in answers]
     return torch.cat(answers), torch.cat(gates)
 
 
@@ -35,15 +38,28 @@ def supporting_fact_hits(gates: torch.Tensor, supporting: torch.Tensor) -> torch
     return hit.any(-1).any(-1)  # (N,)
 
 
-def evaluate(model, data: Examples, device="cpu") -> dict:
-    """Metrics of `model` on `data`."""
+def evaluate(model, data: Examples, device="cpu", per_token: bool = False) -> dict:
+    """Metrics of `model` on `data`: `accuracy` is the share of examples answered exactly, or with `per_token`
+    (tagging) the share of tokens tagged right, then also on the words the vocabulary lacks and per sentence."""
     answers, gates = predict(model, data, device=device)
-    accuracy = float(exact_match(answers, data.target).float().mean())
+    exact = exact_match(answers, data.target).float()  # (N,)
     has_support = (data.supporting >= 0).any(-1)  # (N,)
     hits = supporting_fact_hits(gates, data.supporting)[has_support]
+    metrics = {"examples": len(data), "accuracy": float(exact.mean())}
+    if per_token:
+        steps = data.target.size(1)
+        scored = data.target != IGNORE  # (N, T): the words of each sentence
+        right = (answers[:, :steps] == data.target) & scored  # (N, T)
+        unknown = (data.story[:, :steps, 0] == UNKNOWN_WORD) & scored  # (N, T): words the vocabulary lacks
+        metrics.update(
+            accuracy=float(right.sum() / scored.sum()),
+            tokens=int(scored.sum()),
+            unknown_word_accuracy=float((right & unknown).sum() / unknown.sum()) if unknown.any() else None,
+            unknown_words=int(unknown.sum()),
+            sentence_accuracy=float(exact.mean()),
+        )
     return {
-        "examples": len(data),
-        "accuracy": accuracy,
-        "error": 1.0 - accuracy,
+        **metrics,
+        "error": 1.0 - metrics["accuracy"],
         "support_hit_rate": float(hits.float().mean()) if hits.numel() else None,
     }

@@ -99,8 +99,9 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     dev = {}
     dev_rows = dataset.read(unit, "dev")  # a published validation split is reported too (SST)
     if dev_rows:
-        dev["dev_accuracy"] = evaluate(model, app.encode(dev_rows, vocab, meta["settings"], kind), device)["accuracy"]
-    metrics = evaluate(model, data, device)
+        dev_data = app.encode(dev_rows, vocab, meta["settings"], kind)
+        dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=kind == "tags")["accuracy"]
+    metrics = evaluate(model, data, device, per_token=kind == "tags")
     return {
         "unit": unit,
         **metrics,

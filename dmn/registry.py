@@ -23,23 +23,25 @@ from mlflow.types.schema import Array
 
 import dmn
 from dmn import storage
-from dmn.apps.base import Application, RunConfig
+from dmn.apps.base import Application, Column, RunConfig
 from dmn.data.parquet import TokenisedData
 from dmn.promotion import CHALLENGER
 
 
 def signature(app: Application) -> ModelSignature:
     """The pyfunc's input columns (the application's, and its unit column, needed only when a version holds
-    several units) and its output: one answer string per row."""
-    columns = [
-        ColSpec(DataType.string if c.kind == "string" else Array(DataType.string), c.name, required=c.required)
-        for c in app.request_columns
-    ]
+    several units) and its output: one answer per row, as the application gives it."""
+    columns = [_column(c) for c in app.request_columns]
     unit = ColSpec("long" if app.unit_type is int else "string", app.unit_name, required=False)
     return ModelSignature(
         inputs=Schema([*columns, unit]),
-        outputs=Schema([ColSpec("string")]),
+        outputs=Schema([_column(app.output)]),
     )
+
+
+def _column(column: Column) -> ColSpec:
+    kind = DataType.string if column.kind == "string" else Array(DataType.string)
+    return ColSpec(kind, column.name, required=column.required)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,9 @@ def report_markdown(report: dict) -> str:
     columns = [(unit_title, lambda r: str(r["unit"])), ("accuracy", lambda r: f"{r['accuracy']:.1%}")]
     if any("dev_accuracy" in r for r in rows):
         columns.append(("dev accuracy", lambda r: f"{r['dev_accuracy']:.1%}"))
+    if any("unknown_word_accuracy" in r for r in rows):  # tagging
+        columns.append(("unknown-word accuracy", lambda r: _percent(r["unknown_word_accuracy"])))
+        columns.append(("sentence accuracy", lambda r: f"{r['sentence_accuracy']:.1%}"))
     columns.append(("error", lambda r: f"{r['error']:.1%}"))
     if pass_error is not None:
         columns.append((f"failed (error > {pass_error:.0%})", lambda r: "yes" if r["failed"] else "no"))

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
 from dmn.apps.base import RunConfig
+from dmn.apps.pos import PosRunConfig
 from dmn.apps.sst import SstRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.operations_config import EvaluateConfig
@@ -138,12 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         "archive path or URL (trainDevTestTrees_PTB.zip)",
     )
     _add_run_options(sst, SstRunConfig, "granularity")
+    pos = apps.add_parser("pos", help="part-of-speech tagging: ingest -> tokenise -> train -> evaluate -> register")
+    pos.add_argument("--source", default="bundled", help=PosRunConfig.model_fields["source"].description)
+    _add_run_options(pos, PosRunConfig, "tag set")
 
     ask = commands.add_parser("ask", help="answer with a registered model, showing the attention of every pass")
     ask.add_argument("model_uri", help="e.g. models:/dmn-babi/1 or models:/dmn-sst@champion")
     ask.add_argument("--story", type=Path, help="bAbI: text file, a sentence per line, or paragraphs")
     ask.add_argument("--question", help="bAbI: the question")
-    ask.add_argument("--sentence", help="sentiment: the sentence, plain text")
+    ask.add_argument("--sentence", help="sentiment, tagging: the sentence, plain text")
     ask.add_argument(
         "--unit",
         "--babi-task",
@@ -226,8 +230,8 @@ def _fields(args: argparse.Namespace, model: type[BaseModel]) -> dict:
     return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
 
 
-RUN_CONFIGS = {"babi": BabiRunConfig, "sst": SstRunConfig}
-FLOWS = {"babi": ("flows.babi", "babi_flow"), "sst": ("flows.sst", "sst_flow")}
+RUN_CONFIGS = {"babi": BabiRunConfig, "sst": SstRunConfig, "pos": PosRunConfig}
+FLOWS = {"babi": ("flows.babi", "babi_flow"), "sst": ("flows.sst", "sst_flow"), "pos": ("flows.pos", "pos_flow")}
 
 
 def _given(args: argparse.Namespace, model: type[BaseModel]) -> dict:
@@ -280,7 +284,10 @@ def ask(args: argparse.Namespace) -> None:
         answer = model.answer(request, args.unit)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"answer: {answer.answer}   ({model.app.unit_title} {answer.unit} model)")
+    text = answer.answer  # tagging: a tag per word, shown as word/TAG
+    if isinstance(text, list):
+        text = " ".join(f"{word}/{tag}" for word, tag in zip(answer.sentences, text))
+    print(f"answer: {text}   ({model.app.unit_title} {answer.unit} model)")
     print("attention per pass (gate of each fact):")
     passes = len(answer.gates)
     print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "fact")

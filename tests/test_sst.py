@@ -89,9 +89,7 @@ def test_bad_tree_exits_2_naming_file_and_line_and_writes_nothing(prefect_api, s
     assert not (tmp_path / "data" / "tokens").exists() and not (tmp_path / "data" / "models").exists()
 
 
-def test_sst_flow_trains_both_granularities_registers_and_serves(
-    prefect_api, sst_trees, tmp_path, monkeypatch, capsys
-):
+def test_sst_flow_trains_both_granularities_registers_and_serves(prefect_api, sst_trees, tmp_path, monkeypatch, capsys):
     source = _slice(sst_trees, tmp_path / "source", {"train": 120, "dev": 20, "test": 40})
     config = SstRunConfig(
         source=str(source),

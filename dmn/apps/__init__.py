@@ -10,7 +10,7 @@ import importlib
 
 from dmn.errors import ConfigError
 
-APPLICATIONS = {"babi": "dmn.apps.babi", "sst": "dmn.apps.sst"}
+APPLICATIONS = {"babi": "dmn.apps.babi", "sst": "dmn.apps.sst", "pos": "dmn.apps.pos"}
 
 
 def application(name: str):

@@ -217,6 +217,7 @@ APPLICATION = Application(
     render_answer=render_answer,
     parse_request=parse_request,
     request_columns=(Column("story"), Column("question")),
+    output=Column("answer"),
     example_request=example_request,
     anchors=anchors,
     pass_error=0.05,  # the bAbI convention: a task is passed at 95 % accuracy or more

@@ -75,9 +75,10 @@ class Application:
     tokenise: Callable[[Any, str], TokenisedData]  # (raw, data root) -> Parquet, vocabulary, manifest
     settings: Callable[[RunConfig, Any], dict]  # (config, unit) -> encoding settings of that unit
     encode: Callable[[list[dict], Vocabulary, dict, str], Examples]  # (rows, vocab, settings, answer kind)
-    render_answer: Callable[[list[int], Vocabulary, str], str]  # (answer ids, vocab, kind) -> the answer as text
+    render_answer: Callable[[list[int], Vocabulary, str], Any]  # (answer ids, vocab, kind) -> the answer (`output`)
     parse_request: Callable[[dict], dict]  # a request row (its columns present) -> a token row (ConfigError if bad)
     request_columns: tuple[Column, ...]  # the pyfunc's input columns, besides the unit's
+    output: Column  # what the pyfunc answers per row (bAbI: an answer string; tagging: a list of tags)
     example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
     pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention

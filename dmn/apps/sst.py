@@ -18,13 +18,13 @@ from pydantic import Field, field_validator, model_validator
 from dmn import storage
 from dmn.apps.base import Application, Column, RunConfig
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.batching import Examples, encode_stories
+from dmn.data.batching import Examples, encode_words_as_facts
 from dmn.data.files import RawFiles, files_fingerprint, ingest_files
 from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
-from dmn.data.ptb import ptb_tokenize
+from dmn.data.ptb import request_tokens
 from dmn.data.sst import GRANULARITIES, SPLIT_FILES, phrases, read_sentiment_trees
 from dmn.data.vocab import Vocabulary
-from dmn.errors import ConfigError, DataError
+from dmn.errors import DataError
 from dmn.version import code_digest
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "sst-trees.tar.xz"
@@ -136,28 +136,17 @@ def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str
     """Each word a fact of one word; the fixed question; the label as a class (phrases dropped unless
     `settings["phrases"]`; request rows have no label and get no target)."""
     rows = [row for row in rows if row.get("root", True) or settings["phrases"]]
-    stories = [{"story_tokens": [[token] for token in row["tokens"]], "question_tokens": QUESTION} for row in rows]
     targets = None if any("label" not in row for row in rows) else [[vocab.answer_id(row["label"])] for row in rows]
-    return encode_stories(stories, vocab, max((len(row["tokens"]) for row in rows), default=1), targets)
+    return encode_words_as_facts([row["tokens"] for row in rows], QUESTION, vocab, targets)
 
 
 def parse_request(request: dict) -> dict:
-    """{'sentence': plain text} (PTB-tokenised) or {'tokens': [word, ...]} -> a token row; ConfigError naming
-    the column when the sentence has no words."""
-    tokens = request.get("tokens")
-    if tokens is None or isinstance(tokens, str):
-        text = request.get("sentence")
-        if not isinstance(text, str):
-            raise ConfigError("sentence: a string is needed (or a 'tokens' list)")
-        tokens = ptb_tokenize(text)
-        column = "sentence"
-    else:
-        tokens, column = [str(t) for t in list(tokens)], "tokens"
-    if not tokens:
-        raise ConfigError(f"{column}: the sentence has no words")
+    """{'sentence': plain text} (PTB-tokenised) or {'tokens': [word, ...]} -> a token row, lower-cased as
+    training was; ConfigError naming the column when the sentence has no words."""
+    tokens = request_tokens(request)
     lowered = [token.lower() for token in tokens]
     return {
-        "story": list(tokens),
+        "story": tokens,
         "story_tokens": [[t] for t in lowered],
         "question_tokens": list(QUESTION),
         "tokens": lowered,
@@ -193,6 +182,7 @@ APPLICATION = Application(
     render_answer=render_answer,
     parse_request=parse_request,
     request_columns=(Column("sentence", required=False), Column("tokens", "strings", required=False)),
+    output=Column("label"),
     example_request=lambda row: {"sentence": row["sentence"]},
     anchors=anchors,
     pass_error=None,

@@ -85,6 +85,15 @@ def encode_stories(
     return Examples(story, question, target, _padded(supports, -1))
 
 
+def encode_words_as_facts(
+    sentences: list[list[str]], question: tuple[str, ...], vocab: Vocabulary, targets: list[list[int]] | None
+) -> Examples:
+    """Sentence tasks (sentiment, tagging; Kumar et al. 2016): each word is a fact of one word, and every
+    sentence is asked the same fixed `question`."""
+    stories = [{"story_tokens": [[word] for word in words], "question_tokens": question} for words in sentences]
+    return encode_stories(stories, vocab, max((len(words) for words in sentences), default=1), targets)
+
+
 def make_batch(data: Examples, device: torch.device | str = "cpu") -> Batch:
     """Trim `data` (a selection of a few examples) to its own largest sizes and build the masks."""
     word_mask = data.story != 0  # (B, S, W)

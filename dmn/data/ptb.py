@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dmn import storage
-from dmn.errors import DataError
+from dmn.errors import ConfigError, DataError
 
 TREE_TOKEN = re.compile(r"\(|\)|[^() \t\n\r\f\v]+")
 BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
@@ -111,3 +111,19 @@ def ptb_tokenize(text: str) -> list[str]:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return [BRACKETS.get(token, token) for token in f" {text} ".split()]
+
+
+def request_tokens(request: dict) -> list[str]:
+    """The words of a served request: its `tokens` list as given, else its `sentence` PTB-tokenised;
+    ConfigError naming the column when there is none or it has no words."""
+    tokens = request.get("tokens")
+    if tokens is None or isinstance(tokens, str):
+        text = request.get("sentence")
+        if not isinstance(text, str):
+            raise ConfigError("sentence: a string is needed (or a 'tokens' list)")
+        tokens, column = ptb_tokenize(text), "sentence"
+    else:
+        tokens, column = [str(t) for t in list(tokens)], "tokens"
+    if not tokens:
+        raise ConfigError(f"{column}: the sentence has no words")
+    return tokens

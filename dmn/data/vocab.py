@@ -10,6 +10,7 @@ from pathlib import Path
 from dmn import storage
 
 PAD, UNK, END = "<pad>", "<unk>", "<end>"
+UNKNOWN_WORD = 1  # the id of every word the vocabulary lacks
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -21,7 +22,7 @@ def tokenize(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Vocabulary:
     words: tuple[str, ...]  # id -> word; 0 is padding, 1 an unknown word
-    answers: tuple[str, ...]  # id -> answer class (a class answer module)
+    answers: tuple[str, ...]  # id -> answer class (a class answer module) or tag (a tagger)
     answer_words: tuple[str, ...] = (END,)  # id -> answer word, 0 the end word (a sequence answer module)
 
     @classmethod
@@ -36,7 +37,7 @@ class Vocabulary:
         object.__setattr__(self, "_answer_word_ids", {a: i for i, a in enumerate(self.answer_words)})
 
     def word_ids(self, tokens: list[str]) -> list[int]:
-        return [self._word_ids.get(t, 1) for t in tokens]
+        return [self._word_ids.get(t, UNKNOWN_WORD) for t in tokens]
 
     def unknown_words(self, tokens: list[str]) -> list[str]:
         return sorted({t for t in tokens if t not in self._word_ids})
@@ -50,8 +51,8 @@ class Vocabulary:
         return [self._answer_word_ids.get(w, -1) for w in words] + [0]
 
     def answer_size(self, kind: str) -> int:
-        """Outputs of the answer module: answer classes ('class') or answer words with the end ('sequence')."""
-        return len(self.answers) if kind == "class" else len(self.answer_words)
+        """Outputs of the answer module: answer words with the end ('sequence'), else answer classes or tags."""
+        return len(self.answer_words) if kind == "sequence" else len(self.answers)
 
     def save(self, location: str | Path) -> None:
         data = {"words": self.words, "answers": self.answers, "answer_words": self.answer_words}

@@ -7,8 +7,8 @@
 
 Both share the question module (network.py). `ModelConfig.input` and `ModelConfig.answer` put either
 paper's input module and answer module on either memory ('auto': the architecture's own). The answer module
-follows the answer's kind: a class
-(DMN+'s softmax over [m; q]) or a word sequence (the DMN's GRU decoder); `ModelConfig.answer = "auto"`
+follows the answer's kind: a class (DMN+'s softmax over [m; q]), a word sequence (the DMN's GRU decoder) or a
+tag per fact (the DMN's tagger); `ModelConfig.answer = "auto"`
 (`ModelConfig.answer_kind`) takes the paper's, so `dmn+` answers with a class and `dmn` with a sequence.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from dmn.config import ModelConfig
-from dmn.models.dmn import AnswerDecoder, GatedMemory, WordGRUInput
+from dmn.models.dmn import AnswerDecoder, FactTagger, GatedMemory, WordGRUInput
 from dmn.models.dmn_plus import AnswerClassifier, AttentionMemory, FusionInput
 from dmn.models.network import DynamicMemoryNetwork, ModelOutput, QuestionEncoder
 
@@ -50,6 +50,8 @@ def build_model(config: ModelConfig, sizes: ModelSizes) -> DynamicMemoryNetwork:
         memory = GatedMemory(hidden, config.passes)
     if config.answer_kind == "class":
         answer = AnswerClassifier(hidden, sizes.answer_size, config.dropout)
-    else:
+    elif config.answer_kind == "sequence":
         answer = AnswerDecoder(hidden, sizes.answer_size, config.dropout, config.max_answer_words)
+    else:
+        answer = FactTagger(hidden, sizes.answer_size, config.dropout)
     return DynamicMemoryNetwork(embedding, input_module, question_module, memory, answer)

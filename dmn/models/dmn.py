@@ -1,7 +1,8 @@
 """The parts of the original DMN (Kumar et al. 2016, "Ask Me Anything: Dynamic Memory Networks for Natural
 Language Processing"): an input GRU over all the story's words, an episodic memory whose gates come from a
 two-layer network over a feature vector of (fact, memory, question) and whose episodes are gated GRUs, a
-GRU memory update, and a GRU answer decoder that emits words up to an end word.
+GRU memory update, and a GRU answer decoder that emits words up to an end word; for sequence tagging, an
+answer at every fact.
 
 The equations were read from secondary transcriptions of the paper (../shared/docs/PAPERS.md marks them
 unchecked), so they are named by module, not by the paper's equation numbers.
@@ -105,7 +106,8 @@ class AnswerDecoder(nn.Module):
         self.gru = nn.GRUCell(2 * hidden_size, hidden_size)
         self.out = nn.Linear(hidden_size, answer_size)  # W^(a)
 
-    def forward(self, memory: torch.Tensor, question: torch.Tensor, target: torch.Tensor | None = None):
+    def forward(self, memory: torch.Tensor, question: torch.Tensor, facts: torch.Tensor, target=None):
+        """`facts` are not read: the answer comes from the memory and the question."""
         start = memory.new_full((memory.size(0),), self.previous_word.num_embeddings - 1, dtype=torch.long)  # (B,)
         if target is not None:  # teacher forcing: y_{t-1} is the true previous word (padding read as END)
             previous = torch.cat([start.unsqueeze(1), target[:, :-1].clamp(min=END)], dim=1)  # (B, T)
@@ -122,3 +124,21 @@ class AnswerDecoder(nn.Module):
             if target is None and t + 1 < steps:
                 previous = torch.cat([previous, logits[-1].argmax(-1, keepdim=True)], dim=1)  # greedy
         return torch.stack(logits, dim=1)  # (B, T, A)
+
+
+class FactTagger(nn.Module):
+    """Answer module for sequence tagging (Kumar et al. 2016, part-of-speech tagging): the answer is given at
+    every fact (each word), from that fact and the final memory: y_s = softmax(W^(a) [c_s; m^P]).
+
+    Logits (B, S, A): one row of tag scores per fact; a padded fact's row is never scored (its target is
+    IGNORE)."""
+
+    def __init__(self, hidden_size: int, answer_size: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden_size, answer_size)  # W^(a)
+
+    def forward(self, memory: torch.Tensor, question: torch.Tensor, facts: torch.Tensor, target=None):
+        """`question` and `target` are not read."""
+        m = memory.unsqueeze(1).expand_as(facts)  # (B, S, H)
+        return self.out(self.dropout(torch.cat([facts, m], dim=-1)))  # (B, S, A)

@@ -118,6 +118,6 @@ class AnswerClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(2 * hidden_size, answer_size)
 
-    def forward(self, memory: torch.Tensor, question: torch.Tensor, target: torch.Tensor | None = None):
-        """`target` is not read: one class needs no teacher forcing."""
+    def forward(self, memory: torch.Tensor, question: torch.Tensor, facts: torch.Tensor, target=None):
+        """`facts` and `target` are not read: one class of the whole story, no teacher forcing."""
         return self.linear(self.dropout(torch.cat([memory, question], dim=-1))).unsqueeze(1)  # (B, 1, A)

@@ -2,7 +2,7 @@
 and an answer module, given to `DynamicMemoryNetwork` as parts (`dmn.models.build_model` picks them).
 
 Dimension letters: B batch, S facts, W words per sentence, Q question words, H hidden (= embedding) size,
-P memory passes, T answer steps (1 for a class), A answer classes or words.
+P memory passes, T answer steps (1 for a class, S for tags), A answer classes, words or tags.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class QuestionEncoder(nn.Module):
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor  # (B, T, A): T = 1 for a class answer, the answer's words for a sequence
+    logits: torch.Tensor  # (B, T, A): T = 1 for a class answer, the answer's words for a sequence, S for tags
     gates: torch.Tensor  # (B, P, S): attention of every pass over the facts, 0 on padded facts
     gate_scores: torch.Tensor  # (B, P, S): the gates before their softmax / sigmoid, -inf on padded facts
 
@@ -81,5 +81,5 @@ class DynamicMemoryNetwork(nn.Module):
         facts = self.input_module(story, word_mask, fact_mask)  # (B, S, H)
         q = self.question_module(question, question_mask)  # (B, H)
         memory, gates, scores = self.memory(facts, fact_mask, q)  # (B, H), (B, P, S), (B, P, S)
-        logits = self.answer(memory, q, target)  # (B, T, A)
+        logits = self.answer(memory, q, facts, target)  # (B, T, A)
         return ModelOutput(logits, gates, scores)

@@ -1,0 +1,156 @@
+"""Part-of-speech tagging (Kumar et al. 2016, section 4.4): the input module reads the sentence word by word,
+each word a fact; the question is the fixed "what are the tags"; the answer module gives a tag at every
+fact from that fact and the final memory (dmn/models/dmn.py's `FactTagger`).
+
+Data: Penn Treebank WSJ files (the NLTK sample bundled in data/, or a user's full WSJ) or CoNLL-U files; the
+splits are dmn/data/treebank.py's. Words are kept as written (case tells a proper noun), every Unicode letter
+kept. Accuracy is per token; the report adds the accuracy on words the vocabulary lacks and per sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from dmn import storage
+from dmn.apps.base import Application, Column, RunConfig
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.batching import IGNORE, Examples, encode_words_as_facts
+from dmn.data.files import RawFiles, files_fingerprint, ingest_files
+from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
+from dmn.data.ptb import request_tokens
+from dmn.data.treebank import is_tagged_file, read_tagged, split_files
+from dmn.data.vocab import Vocabulary
+from dmn.errors import DataError
+from dmn.version import code_digest
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "ptb-sample.zip"
+QUESTION = ("what", "are", "the", "tags")  # the fixed question (Kumar et al. 2016)
+TAGSETS = ("ptb",)
+SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int32()),  # where the sentence starts in its file
+        ("words", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.string())),
+    ]
+)
+
+
+class PosRunConfig(RunConfig):
+    """Everything one `dmn run pos` needs; also the parameters of the Prefect flow."""
+
+    tagsets: list[Literal["ptb"]] = Field(
+        default_factory=lambda: list(TAGSETS),
+        description="Tag sets, one model each: 'ptb', the Penn Treebank's tags (WSJ files, or CoNLL-U's XPOS).",
+    )
+    source: str = Field(
+        "bundled",
+        description="'bundled' (NLTK's 10 % WSJ sample in data/), a folder of WSJ .mrg/.pos files (sections "
+        "00-24) or of CoNLL-U files (*train*.conllu, *dev*.conllu, *test*.conllu), or an archive path or URL.",
+    )
+    source_sha256: str | None = Field(None, description="Expected sha256 of an archive source.")
+    model_name: str = Field("dmn-pos", description="Registered model name in MLflow.")
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(passes=1, answer="tags"),
+        description="The DMN (the answer is a tag per word).",
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(max_epochs=40, patience=5, batch_size=32),
+        description="Training (an epoch of the WSJ sample is about 3,400 sentences).",
+    )
+
+    @model_validator(mode="after")
+    def _tag_answer(self) -> PosRunConfig:
+        if self.model.answer not in ("auto", "tags"):
+            raise ValueError("model.answer: tagging answers with a tag per word; use 'tags' or 'auto'")
+        if self.model.answer == "auto":
+            self.model = self.model.model_copy(update={"answer": "tags"})
+        return self
+
+
+def ingest(config: PosRunConfig, data_root: str) -> RawFiles:
+    raw = ingest_files(config.source, data_root, "pos", is_tagged_file, BUNDLED, config.source_sha256)
+    empty = [split for split, names in split_files(list(raw.files())).items() if not names]
+    if empty:
+        raise DataError(config.source, f"no {' or '.join(empty)} files there (see `dmn run pos --help`)")
+    return raw
+
+
+def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
+    """Read every tagged file; publish Parquet (a partition per tag set), vocabulary and manifest."""
+    target = storage.join(data_root, "tokens", f"pos-{raw.digest[:16]}-{code_digest(__name__)[:8]}")
+    if not is_published(target):
+        files = raw.files()
+        rows = [
+            {"split": split, "file": name, "line": s.line, "words": list(s.words), "tags": list(s.tags)}
+            for split, names in split_files(list(files)).items()
+            for name in names
+            for s in read_tagged(files[name])
+        ]
+        tables = {tagset: pa.Table.from_pylist(rows, schema=SCHEMA) for tagset in TAGSETS}
+        train = train_rows(tables)
+        vocab = Vocabulary.build(
+            [list(QUESTION), *(words for t in train for words in t["words"].to_pylist())],
+            [tag for t in train for tags in t["tags"].to_pylist() for tag in tags],
+        )
+        publish(target, "tagset", tables, vocab, {"digest": raw.digest, "tagsets": list(TAGSETS)})
+    return TokenisedData(target, raw.digest, "tagset", "tag set", TAGSETS)
+
+
+def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:
+    """Each word a fact of one word; the fixed question; a tag per word (request rows have no tags and get
+    no target)."""
+    targets = None
+    if all("tags" in row for row in rows):
+        targets = [[vocab.answer_id(tag) for tag in row["tags"]] for row in rows]
+    return encode_words_as_facts([row["words"] for row in rows], QUESTION, vocab, targets)
+
+
+def parse_request(request: dict) -> dict:
+    """{'sentence': plain text} (PTB-tokenised) or {'tokens': [word, ...]} -> a token row; ConfigError naming
+    the column when the sentence has no words."""
+    words = request_tokens(request)
+    return {"story": words, "story_tokens": [[w] for w in words], "question_tokens": list(QUESTION), "words": words}
+
+
+def render_answer(ids: list[int], vocab: Vocabulary, answer_kind: str) -> list[str]:
+    """Tag ids of a sentence's words -> the tags."""
+    return [vocab.answers[i] for i in ids if i != IGNORE]
+
+
+def anchors(config: PosRunConfig) -> list[str]:
+    """../shared/docs/PAPERS.md: U not checked."""
+    return [
+        "DMN (Kumar et al. 2016): 97.56 % on the full WSJ test sections 22-24 (U; possibly an ensemble); this "
+        "run's data may be the 10 % sample, whose test files are not those sections"
+    ]
+
+
+APPLICATION = Application(
+    name="pos",
+    module=__name__,
+    unit_name="tagset",
+    unit_title="tag set",
+    unit_type=str,
+    config_type=PosRunConfig,
+    unit_field="tagsets",
+    describe=lambda config: "part-of-speech tagging (Penn Treebank tags)",
+    source_fingerprint=lambda config: files_fingerprint(config.source, is_tagged_file, BUNDLED, config.source_sha256),
+    ingest=ingest,
+    tokenise=tokenise,
+    settings=lambda config, tagset: {},
+    encode=encode,
+    render_answer=render_answer,
+    parse_request=parse_request,
+    request_columns=(Column("sentence", required=False), Column("tokens", "strings", required=False)),
+    output=Column("tags", "strings"),
+    example_request=lambda row: {"tokens": row["words"]},
+    anchors=anchors,
+    pass_error=None,
+    audit_view=lambda row: (row["words"], " ".join(QUESTION), " ".join(row["tags"])),
+)
