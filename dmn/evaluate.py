@@ -38,9 +38,20 @@ def supporting_fact_hits(gates: torch.Tensor, supporting: torch.Tensor) -> torch
     return hit.any(-1).any(-1)  # (N,)
 
 
-def evaluate(model, data: Examples, device="cpu", per_token: bool = False) -> dict:
+def confusion_matrix(answers: torch.Tensor, target: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes, classes) counts: row = true class, column = predicted, over the scored positions of `target`
+    (N, T) whose class is known; answers (N, T') ids."""
+    steps = target.size(1)
+    predicted = answers[:, :steps]  # (N, T)
+    scored = (target >= 0) & (predicted >= 0)  # IGNORE, UNKNOWN and a missing prediction are not counted
+    index = target[scored] * classes + predicted[scored]
+    return torch.bincount(index, minlength=classes * classes).view(classes, classes)
+
+
+def evaluate(model, data: Examples, device="cpu", per_token: bool = False, classes: int | None = None) -> dict:
     """Metrics of `model` on `data`: `accuracy` is the share of examples answered exactly, or with `per_token`
-    (tagging) the share of tokens tagged right, then also on the words the vocabulary lacks and per sentence."""
+    (tagging) the share of tokens tagged right, then also on the words the vocabulary lacks and per sentence.
+    With `classes` (class or tag answers), also the confusion matrix (rows true, columns predicted)."""
     answers, gates = predict(model, data, device=device)
     exact = exact_match(answers, data.target).float()  # (N,)
     has_support = (data.supporting >= 0).any(-1)  # (N,)
@@ -58,6 +69,8 @@ def evaluate(model, data: Examples, device="cpu", per_token: bool = False) -> di
             unknown_words=int(unknown.sum()),
             sentence_accuracy=float(exact.mean()),
         )
+    if classes is not None:
+        metrics["confusion"] = confusion_matrix(answers, data.target, classes).tolist()
     return {
         **metrics,
         "error": 1.0 - metrics["accuracy"],

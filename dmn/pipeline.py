@@ -101,7 +101,10 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     if dev_rows:
         dev_data = app.encode(dev_rows, vocab, meta["settings"], kind)
         dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=kind == "tags")["accuracy"]
-    metrics = evaluate(model, data, device, per_token=kind == "tags")
+    classes = len(vocab.answers) if app.per_class else None
+    metrics = evaluate(model, data, device, per_token=kind == "tags", classes=classes)
+    if app.per_class:
+        metrics["classes"] = list(vocab.answers)
     return {
         "unit": unit,
         **metrics,

@@ -39,6 +39,9 @@ def signature(app: Application) -> ModelSignature:
     )
 
 
+TEST_METRICS = ("accuracy", "error", "dev_accuracy", "unknown_word_accuracy", "sentence_accuracy", "support_hit_rate")
+
+
 def _column(column: Column) -> ColSpec:
     kind = DataType.string if column.kind == "string" else Array(DataType.string)
     return ColSpec(kind, column.name, required=column.required)
@@ -111,9 +114,9 @@ def register_run(
                 mlflow.log_metrics(metrics, step=record["epoch"])
         for result in report["units"]:
             prefix = f"{app.unit_name}_{result['unit']}.test"
-            mlflow.log_metrics({f"{prefix}_accuracy": result["accuracy"], f"{prefix}_error": result["error"]})
-            if result["support_hit_rate"] is not None:
-                mlflow.log_metric(f"{prefix}_support_hit_rate", result["support_hit_rate"])
+            mlflow.log_metrics(
+                {f"{prefix}_{key}": result[key] for key in TEST_METRICS if isinstance(result.get(key), float)}
+            )
         mlflow.log_metric("test_mean_error", report["mean_error"])
         mlflow.log_dict(report, "report/evaluation.json")
         mlflow.log_text(markdown, "report/evaluation.md")

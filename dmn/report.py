@@ -81,6 +81,7 @@ def report_markdown(report: dict) -> str:
         passed = sum(not r["failed"] for r in rows)
         summary += f"; {passed} of {len(rows)} passed; failed (error > {pass_error:.0%}): {failed}"
     lines += [summary + ".", ""]
+    lines += [line for r in rows if "confusion" in r for line in per_class_lines(r, unit_title)]
     lines += [f"- anchor: {anchor}" for anchor in report.get("anchors", [])]
     lines += [
         f"- data digest: `{report['data_digest']}`",
@@ -91,6 +92,38 @@ def report_markdown(report: dict) -> str:
     ]
     lines += [f"- **note**: {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def per_class_lines(row: dict, unit_title: str, top: int = 10) -> list[str]:
+    """Markdown of one unit's per-class precision and recall (by support), then its confusion matrix (up to
+    ten classes) or its `top` most frequent confusions."""
+    confusion, classes = row["confusion"], row["classes"]
+    support = [sum(r) for r in confusion]
+    predicted = [sum(column) for column in zip(*confusion)]
+    lines = [
+        f"### {unit_title} {row['unit']}: per class",
+        "",
+        "| class | precision | recall | support |",
+        "|---|---:|---:|---:|",
+    ]
+    for i in sorted(range(len(classes)), key=lambda i: -support[i]):
+        if support[i] or predicted[i]:
+            precision = _percent(confusion[i][i] / predicted[i] if predicted[i] else None)
+            recall = _percent(confusion[i][i] / support[i] if support[i] else None)
+            lines.append(f"| {classes[i]} | {precision} | {recall} | {support[i]} |")
+    lines.append("")
+    if len(classes) <= 10:
+        lines += ["Confusion matrix (rows: true, columns: predicted):", ""]
+        lines += ["| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        lines += [f"| {c} | " + " | ".join(map(str, r)) + " |" for c, r in zip(classes, confusion)]
+    else:
+        pairs = sorted(
+            ((n, classes[t], classes[p]) for t, r in enumerate(confusion) for p, n in enumerate(r) if t != p and n),
+            reverse=True,
+        )[:top]
+        lines += ["Most frequent confusions:", "", "| true | predicted | count |", "|---|---|---:|"]
+        lines += [f"| {t} | {p} | {n} |" for n, t, p in pairs]
+    return [*lines, ""]
 
 
 def _percent(value: float | None) -> str:

@@ -132,7 +132,10 @@ def test_pos_flow_tags_registers_and_serves_tags_aligned_with_words(
     (ptb,) = report["units"]
     assert version.name == "dmn-pos" and ptb["unit"] == "ptb" and ptb["tokens"] == 437
     assert ptb["accuracy"] > 0.5 and ptb["unknown_words"] > 0 and ptb["unknown_word_accuracy"] is not None
-    assert "unknown-word accuracy" in report_markdown(report)
+    right = sum(ptb["confusion"][i][i] for i in range(len(ptb["classes"])))
+    assert right == round(ptb["accuracy"] * 437) and sum(map(sum, ptb["confusion"])) <= 437
+    table = report_markdown(report)
+    assert "unknown-word accuracy" in table and "Most frequent confusions" in table
 
     model = mlflow.pyfunc.load_model(version.uri)
     requests = pd.DataFrame({"sentence": ["The company said it expects higher sales.", None],

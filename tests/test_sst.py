@@ -107,7 +107,11 @@ def test_sst_flow_trains_both_granularities_registers_and_serves(prefect_api, ss
     fine, binary = report["units"]
     assert fine["examples"] == 40 and binary["examples"] < 40  # neutral test sentences are not binary examples
     assert 0.0 <= fine["dev_accuracy"] <= 1.0 and binary["accuracy"] > 0.3
+    assert sum(map(sum, fine["confusion"])) == 40 and fine["classes"] == ["0", "1", "2", "3", "4"]
+    right = sum(fine["confusion"][i][i] for i in range(5))
+    assert right == round(fine["accuracy"] * 40)  # the matrix and the accuracy count the same answers
     table = report_markdown(report)
+    assert "### SST binary: per class" in table and "Confusion matrix" in table
     assert "| SST | accuracy | dev accuracy | error | best epoch / epochs |" in table and "failed" not in table
 
     parts = sorted((tmp_path / "data" / "tokens").glob("sst-*/granularity=binary/*.parquet"))

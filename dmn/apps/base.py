@@ -81,6 +81,7 @@ class Application:
     output: Column  # what the pyfunc answers per row (bAbI: an answer string; tagging: a list of tags)
     example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
+    per_class: bool  # report per-class precision and recall and the confusions (sentiment labels, tags)
     pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention
     audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
 

@@ -151,6 +151,7 @@ APPLICATION = Application(
     output=Column("tags", "strings"),
     example_request=lambda row: {"tokens": row["words"]},
     anchors=anchors,
+    per_class=True,
     pass_error=None,
     audit_view=lambda row: (row["words"], " ".join(QUESTION), " ".join(row["tags"])),
 )

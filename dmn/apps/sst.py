@@ -185,6 +185,7 @@ APPLICATION = Application(
     output=Column("label"),
     example_request=lambda row: {"sentence": row["sentence"]},
     anchors=anchors,
+    per_class=True,
     pass_error=None,
     audit_view=lambda row: (row["sentence"].split(" "), " ".join(QUESTION), row["label"]),
 )
