@@ -1,7 +1,9 @@
-"""Training and evaluation speed of a DMN (DMN+ by default) on one bAbI task, on the pipeline's own model and
-data path.
+"""Training and evaluation speed of a DMN (DMN+ by default) on one unit of an application (a bAbI task, SST
+fine or binary, the tagger), on the pipeline's own model and data path.
 
     python bench/train_speed.py --babi-task 1 --size 1k --batch-size 100 --hidden 80 --passes 3 --epochs 2
+    python bench/train_speed.py --application sst --unit binary --batch-size 128 --passes 2 --epochs 1
+    python bench/train_speed.py --application pos --unit ptb --batch-size 32 --passes 1 --epochs 2
 
 prints one JSON line; with --results FILE the line is also stored in FILE (a JSON object keyed by the
 configuration), which is how bench/results/train_speed.json is written.
@@ -20,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dmn.apps.babi import APPLICATION as BABI
-from dmn.apps.babi import BabiRunConfig
+from dmn.apps import APPLICATIONS, application
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.distributed import launch
 from dmn.evaluate import predict
@@ -32,9 +33,11 @@ from dmn.version import code_version
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--babi-task", type=int, default=1)
-    parser.add_argument("--size", choices=["1k", "10k"], default="1k")
-    parser.add_argument("--source", default="bundled", help="as `dmn run babi --source`")
+    parser.add_argument("--application", choices=sorted(APPLICATIONS), default="babi")
+    parser.add_argument("--unit", default=None, help="the unit to train (default: the application's first)")
+    parser.add_argument("--babi-task", type=int, default=1, help="bAbI: the task (as --unit)")
+    parser.add_argument("--size", choices=["1k", "10k"], default="1k", help="bAbI: the training set size")
+    parser.add_argument("--source", default="bundled", help="as `dmn run APPLICATION --source`")
     parser.add_argument("--batch-size", type=int, default=100, help="global batch (split over the processes)")
     parser.add_argument("--model", choices=["dmn+", "dmn"], default="dmn+", help="architecture")
     parser.add_argument("--supervise-gates", action="store_true", help="add the gate supervision loss")
@@ -55,29 +58,36 @@ def main() -> None:
         patience=args.epochs,
         supervise_gates=args.supervise_gates,
     )
-    model_config = ModelConfig(architecture=args.model, hidden_size=args.hidden, passes=args.passes)
-    config = BabiRunConfig(source=args.source, size=args.size, babi_tasks=[args.babi_task])
-    settings = BABI.settings(config, args.babi_task)
+    app = application(args.application)
+    babi = {"size": args.size, "babi_tasks": [args.babi_task]} if app.name == "babi" else {}
+    defaults = app.config_type(source=args.source, **babi)
+    model = {"architecture": args.model, "hidden_size": args.hidden, "passes": args.passes}
+    model_config = ModelConfig(**{**defaults.model.model_dump(), **model})
+    config = app.config_type(source=args.source, model=model_config, **babi)
+    unit = app.unit_type(args.unit) if args.unit else app.units(config)[0]
+    settings = app.settings(config, unit)
     if args.max_sentences:
         settings = {**settings, "sentence_limit": args.max_sentences}
-    kind = model_config.answer_kind
+    kind = config.model.answer_kind
     with tempfile.TemporaryDirectory() as data_root:
-        dataset = BABI.tokenise(BABI.ingest(config, data_root), data_root)
+        dataset = app.tokenise(app.ingest(config, data_root), data_root)
         vocab = dataset.vocabulary()
-        train = BABI.encode(dataset.read(args.babi_task, "train"), vocab, settings, kind)
-        test = BABI.encode(dataset.read(args.babi_task, "test"), vocab, settings, kind)
+        train = app.encode(dataset.read(unit, "train"), vocab, settings, kind)
+        test = app.encode(dataset.read(unit, "test"), vocab, settings, kind)
+    model_config = config.model
     job = (train, test, model_config, train_config, ModelSizes(len(vocab.words), vocab.answer_size(kind)))
     rates = launch(measure, job, DistributedConfig(nproc_per_node=args.nproc_per_node), str(device))
 
     figures = {
-        "babi_task": args.babi_task,
-        "size": args.size,
+        "application": app.name,
+        "unit": unit,
+        **({"babi_task": unit, "size": args.size} if app.name == "babi" else {}),
         "batch_size": args.batch_size,
         "model": args.model,
         "supervise_gates": args.supervise_gates,
         "hidden": args.hidden,
         "passes": args.passes,
-        "max_sentences": settings["sentence_limit"],
+        "max_sentences": settings.get("sentence_limit"),
         "processes": args.nproc_per_node,
         "train_examples": len(train),
         **rates,
@@ -115,7 +125,10 @@ def store(path: Path, figures: dict) -> None:
     prefix = ("" if figures["model"] == "dmn+" else figures["model"] + "-") + (
         "sup-" if figures["supervise_gates"] else ""
     )
-    key = prefix + "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}"
+    if figures["application"] == "babi":
+        key = prefix + "task{babi_task}-{size}-b{batch_size}-h{hidden}-p{passes}-s{max_sentences}-n{processes}-{device}"
+    else:
+        key = "{application}-{unit}-" + prefix + "b{batch_size}-h{hidden}-p{passes}-n{processes}-{device}"
     key = key.format(**figures)
     results[key] = figures
     path.parent.mkdir(parents=True, exist_ok=True)

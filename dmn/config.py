@@ -41,6 +41,11 @@ class ModelConfig(BaseModel):
     dropout: float = Field(
         0.1, ge=0.0, lt=1.0, description="Dropout on sentence encodings and answer input (paper: keep 0.9)."
     )
+    word_vectors: Literal["random", "glove-6b-50d"] = Field(
+        "random",
+        description="Initial word embedding: 'random' (uniform, DMN+ paper) or 'glove-6b-50d' (GloVe 6B 50d for the "
+        "words GloVe has, in the first 50 dimensions; needs the extra dmn-pipeline[glove]).",
+    )
     max_answer_words: int = Field(
         8, ge=1, description="A sequence answer is decoded greedily up to its end word or this many words."
     )

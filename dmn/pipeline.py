@@ -15,6 +15,7 @@ from dmn.apps.base import Application
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.parquet import TokenisedData
+from dmn.data.vectors import glove_vectors
 from dmn.evaluate import evaluate
 from dmn.models import ModelSizes
 from dmn.train import resolve_device, split_validation, train_dmn, world
@@ -76,6 +77,7 @@ def train_unit(
         progress=progress,
         on_epoch=on_epoch,
         progress_path=progress_path,
+        word_vectors=glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None,
     )
     if world()[0] != 0:
         return path

@@ -51,8 +51,9 @@ def report_markdown(report: dict) -> str:
         f"# {report.get('architecture', 'dmn+').upper()} on {report.get('dataset', 'bAbI')}: evaluation on the "
         f"test split",
         "",
-        f"Model: {report.get('architecture', 'dmn+')} ({report.get('answer', 'class')} answers); training: "
-        f"{supervision}.",
+        f"Model: {report.get('architecture', 'dmn+')} ({report.get('answer', 'class')} answers, "
+        f"{report['config']['model'].get('passes', 3)} passes, word vectors "
+        f"{report['config']['model'].get('word_vectors', 'random')}); training: {supervision}.",
         "",
     ]
     rows = unit_results(report)

@@ -149,14 +149,24 @@ def train_dmn(
     progress: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     progress_path: str | Path | None = None,
+    word_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train until the validation loss has not improved for `patience` epochs; keep the best weights."""
+    """Train until the validation loss has not improved for `patience` epochs; keep the best weights.
+
+    `word_vectors`: (V, D) pre-trained vectors and a (V,) bool of the words they hold, copied into the first D
+    dimensions of those words' embeddings before training."""
     rank, world_size = world()
     if train_config.batch_size % world_size:
         raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {world_size} processes")
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)  # the same initial weights on every rank
-    model = build_model(model_config, sizes).to(device)
+    model = build_model(model_config, sizes)
+    if word_vectors is not None:
+        vectors, found = word_vectors
+        dimensions = min(vectors.size(1), model_config.hidden_size)
+        with torch.no_grad():
+            model.embedding.weight[found, :dimensions] = vectors[found, :dimensions]
+    model = model.to(device)
     optimizer = optimizer_for(model, train_config)
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_state": None}

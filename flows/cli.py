@@ -76,6 +76,11 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         help="also train each pass's gates on that pass's supporting fact (Kumar et al. 2016's bAbI protocol)",
     )
     parser.add_argument("--hidden", dest="hidden_size", type=int, help="embedding and hidden size")
+    parser.add_argument(
+        "--word-vectors",
+        choices=["random", "glove-6b-50d"],
+        help="initial word embedding (glove-6b-50d needs the extra dmn-pipeline[glove])",
+    )
     parser.add_argument("--passes", type=int, help="episodic memory passes")
     parser.add_argument("--dropout", type=float, help="dropout rate")
     parser.add_argument("--seed", type=int, help="random seed")

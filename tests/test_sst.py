@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from dmn.apps.sst import BUNDLED, SstRunConfig
@@ -137,3 +138,25 @@ def test_sst_flow_trains_both_granularities_registers_and_serves(prefect_api, ss
     assert code == 0 and shown[0].split()[:2] in (["answer:", "0"], ["answer:", "1"])
     assert "(SST binary model)" in shown[0] and "pass 2" in shown[2]
     assert [line.split()[-1] for line in shown[3:]] == ["A", "-LRB-", "truly", "-RRB-", "witty", "film", "."]
+
+
+def test_glove_vectors_start_the_embedding_of_the_words_glove_has(sst_trees):
+    from dmn.apps.sst import APPLICATION as SST
+    from dmn.data.vectors import glove_vectors
+    from dmn.data.vocab import Vocabulary
+    from dmn.models import ModelSizes
+    from dmn.train import train_dmn
+
+    vocab = Vocabulary.build([["the", "clichéd", "qzxwv", "what", "is", "sentiment"]], ["0", "1"])
+    vectors, found = glove_vectors(vocab.words)
+    assert [w for w, f in zip(vocab.words, found) if not f] == ["<pad>", "<unk>", "qzxwv"]
+    the = vocab.words.index("the")
+    assert vectors[the, :4].tolist() == pytest.approx([0.418, 0.24968, -0.41242, 0.1217], abs=1e-5)
+    rows = [{"tokens": ["the", "clichéd", "qzxwv"], "label": "0"}, {"tokens": ["the"], "label": "1"}]
+    data = SST.encode(rows, vocab, {"phrases": True}, "class")
+    model = ModelConfig(hidden_size=64, answer="class", word_vectors="glove-6b-50d")
+    result = train_dmn(data, data, model, TrainConfig(max_epochs=1, learning_rate=1e-9, l2=0.0), ModelSizes(len(vocab.words), 2),
+                       word_vectors=(vectors, found))  # fmt: skip
+    embedding = result.state_dict["embedding.weight"]  # (V, 64): GloVe in the first 50 dimensions
+    assert torch.allclose(embedding[found, :50], vectors[found], atol=1e-4)
+    assert not torch.allclose(embedding[~found][2:, :50], torch.zeros(50))  # the others stay random
