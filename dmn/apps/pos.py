@@ -9,6 +9,7 @@ kept. Accuracy is per token; the report adds the accuracy on words the vocabular
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 from dmn import storage
 from dmn.apps.base import Application, Column, RunConfig
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.batching import IGNORE, Examples, encode_words_as_facts
+from dmn.data.batching import IGNORE, Examples, encode_facts
 from dmn.data.files import RawFiles, files_fingerprint, ingest_files
 from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
 from dmn.data.ptb import request_tokens
@@ -64,6 +65,12 @@ class PosRunConfig(RunConfig):
         description="Training (an epoch of the WSJ sample is about 3,400 sentences).",
     )
 
+    word_features: bool = Field(
+        True,
+        description="Each word's fact also reads the word's last three letters and its shape (Xx, d, x-x...), "
+        "so that a word never seen in training still shows its suffix and capitals.",
+    )
+
     @model_validator(mode="after")
     def _tag_answer(self) -> PosRunConfig:
         if self.model.answer not in ("auto", "tags"):
@@ -94,21 +101,37 @@ def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
         ]
         tables = {tagset: pa.Table.from_pylist(rows, schema=SCHEMA) for tagset in TAGSETS}
         train = train_rows(tables)
+        words = [word for t in train for sentence in t["words"].to_pylist() for word in sentence]
         vocab = Vocabulary.build(
-            [list(QUESTION), *(words for t in train for words in t["words"].to_pylist())],
+            [list(QUESTION), words, [feature for word in set(words) for feature in word_features(word)]],
             [tag for t in train for tags in t["tags"].to_pylist() for tag in tags],
         )
         publish(target, "tagset", tables, vocab, {"digest": raw.digest, "tagsets": list(TAGSETS)})
     return TokenisedData(target, raw.digest, "tagset", "tag set", TAGSETS)
 
 
+def word_features(word: str) -> list[str]:
+    """The feature tokens of a word: its last three letters and its shape, capitals written X, other letters
+    x, digits d, each run once ('Vinken' -> ['~ken', '^Xx'], 'Amélie' -> ['~lie', '^Xx'], '1,000' -> ['~000',
+    '^d,d'])."""
+    kinds = "".join("X" if c.isupper() else "x" if c.isalpha() else "d" if c.isdigit() else c for c in word)
+    return [f"~{word[-3:].lower()}", "^" + re.sub(r"(.)\1+", r"\1", kinds)]
+
+
+def settings(config: PosRunConfig, tagset: str) -> dict:
+    return {"word_features": config.word_features}
+
+
 def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:
-    """Each word a fact of one word; the fixed question; a tag per word (request rows have no tags and get
-    no target)."""
+    """Each word a fact: the word, and with `settings["word_features"]` its feature tokens after it (the input
+    module reads a fact's tokens as it reads a sentence's words); the fixed question; a tag per word (request
+    rows have no tags and get no target)."""
     targets = None
     if all("tags" in row for row in rows):
         targets = [[vocab.answer_id(tag) for tag in row["tags"]] for row in rows]
-    return encode_words_as_facts([row["words"] for row in rows], QUESTION, vocab, targets)
+    features = settings.get("word_features", False)
+    facts = [[[word, *word_features(word)] if features else [word] for word in row["words"]] for row in rows]
+    return encode_facts(facts, QUESTION, vocab, targets)
 
 
 def parse_request(request: dict) -> dict:
@@ -143,7 +166,7 @@ APPLICATION = Application(
     source_fingerprint=lambda config: files_fingerprint(config.source, is_tagged_file, BUNDLED, config.source_sha256),
     ingest=ingest,
     tokenise=tokenise,
-    settings=lambda config, tagset: {},
+    settings=settings,
     encode=encode,
     render_answer=render_answer,
     parse_request=parse_request,

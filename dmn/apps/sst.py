@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from dmn import storage
 from dmn.apps.base import Application, Column, RunConfig
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.batching import Examples, encode_words_as_facts
+from dmn.data.batching import Examples, encode_facts
 from dmn.data.files import RawFiles, files_fingerprint, ingest_files
 from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
 from dmn.data.ptb import request_tokens
@@ -137,7 +137,7 @@ def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str
     `settings["phrases"]`; request rows have no label and get no target)."""
     rows = [row for row in rows if row.get("root", True) or settings["phrases"]]
     targets = None if any("label" not in row for row in rows) else [[vocab.answer_id(row["label"])] for row in rows]
-    return encode_words_as_facts([row["tokens"] for row in rows], QUESTION, vocab, targets)
+    return encode_facts([[[token] for token in row["tokens"]] for row in rows], QUESTION, vocab, targets)
 
 
 def parse_request(request: dict) -> dict:

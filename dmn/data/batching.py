@@ -85,13 +85,13 @@ def encode_stories(
     return Examples(story, question, target, _padded(supports, -1))
 
 
-def encode_words_as_facts(
-    sentences: list[list[str]], question: tuple[str, ...], vocab: Vocabulary, targets: list[list[int]] | None
+def encode_facts(
+    facts: list[list[list[str]]], question: tuple[str, ...], vocab: Vocabulary, targets: list[list[int]] | None
 ) -> Examples:
-    """Sentence tasks (sentiment, tagging; Kumar et al. 2016): each word is a fact of one word, and every
-    sentence is asked the same fixed `question`."""
-    stories = [{"story_tokens": [[word] for word in words], "question_tokens": question} for words in sentences]
-    return encode_stories(stories, vocab, max((len(words) for words in sentences), default=1), targets)
+    """Sentence tasks (sentiment, tagging; Kumar et al. 2016): each word is a fact (its tokens: the word, and
+    any feature tokens of it), and every sentence is asked the same fixed `question`."""
+    stories = [{"story_tokens": sentence, "question_tokens": question} for sentence in facts]
+    return encode_stories(stories, vocab, max((len(sentence) for sentence in facts), default=1), targets)
 
 
 def make_batch(data: Examples, device: torch.device | str = "cpu") -> Batch:
