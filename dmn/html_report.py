@@ -60,12 +60,17 @@ def attention_examples(
                     facts[-output.gates.size(-1) :],
                     question,
                     answer,
-                    app.render_answer(output.logits.argmax(-1)[0].tolist(), vocab, kind),
+                    _text(app.render_answer(output.logits.argmax(-1)[0].tolist(), vocab, kind)),
                     [int(i) for i in data.supporting[0] if i >= 0],
                     output.gates[0].tolist(),
                 )
             )
     return examples
+
+
+def _text(answer) -> str:
+    """An answer as the heat map's title shows it: a tagger's list of tags joined by spaces."""
+    return " ".join(answer) if isinstance(answer, list) else answer
 
 
 def _png(figure) -> str:
