@@ -39,9 +39,11 @@ def resolve(client: MlflowClient, model_uri: str):
 
 def _same_ids(dataset: Vocabulary, version: Vocabulary, answer_kind: str) -> bool:
     """The ids the version's models read and write mean the same words in `dataset` (answer words matter only
-    to a sequence answer; a version registered before they existed has none)."""
+    to a sequence answer; a version registered before they existed has none; classes and tags to the others)."""
     answers = (
-        (dataset.answers, version.answers) if answer_kind == "class" else (dataset.answer_words, version.answer_words)
+        (dataset.answer_words, version.answer_words)
+        if answer_kind == "sequence"
+        else (dataset.answers, version.answers)
     )
     return dataset.words == version.words and answers[0] == answers[1]
 
@@ -66,7 +68,7 @@ def evaluate_registered(
         trained = {k: v for k, v in first["train_config"].items() if k in TrainConfig.model_fields}
         config = app.config_type(
             source=source,
-            size=size,
+            **({"size": size} if "size" in app.config_type.model_fields else {}),  # bAbI's 1k or 10k
             data_root=data_root,
             tracking_uri=tracking_uri,
             model_name=version.name,

@@ -168,3 +168,8 @@ def test_pos_flow_tags_registers_and_serves_tags_aligned_with_words(
     assert (
         code == 0 and shown[0].startswith("answer: It/") and "-LRB-/" in shown[0] and "(tag set ptb model)" in shown[0]
     )
+
+    code = main(["evaluate", version.uri, "--source", str(source), "--data-root", str(tmp_path / "data"),
+                 "--tracking-uri", config.tracking_uri])  # fmt: skip
+    again = capsys.readouterr().out
+    assert code == 0 and f"| ptb | {ptb['accuracy']:.1%} |" in again  # the same models on the same test split

@@ -155,8 +155,8 @@ def test_glove_vectors_start_the_embedding_of_the_words_glove_has(sst_trees):
     rows = [{"tokens": ["the", "clichéd", "qzxwv"], "label": "0"}, {"tokens": ["the"], "label": "1"}]
     data = SST.encode(rows, vocab, {"phrases": True}, "class")
     model = ModelConfig(hidden_size=64, answer="class", word_vectors="glove-6b-50d")
-    result = train_dmn(data, data, model, TrainConfig(max_epochs=1, learning_rate=1e-9, l2=0.0), ModelSizes(len(vocab.words), 2),
-                       word_vectors=(vectors, found))  # fmt: skip
+    still = TrainConfig(max_epochs=1, learning_rate=1e-9, l2=0.0)  # one step that moves nothing
+    result = train_dmn(data, data, model, still, ModelSizes(len(vocab.words), 2), word_vectors=(vectors, found))
     embedding = result.state_dict["embedding.weight"]  # (V, 64): GloVe in the first 50 dimensions
     assert torch.allclose(embedding[found, :50], vectors[found], atol=1e-4)
     assert not torch.allclose(embedding[~found][2:, :50], torch.zeros(50))  # the others stay random
