@@ -52,7 +52,7 @@ def report_markdown(report: dict) -> str:
         f"test split",
         "",
         f"Model: {report.get('architecture', 'dmn+')} ({report.get('answer', 'class')} answers, "
-        f"{report['config']['model'].get('passes', 3)} passes, word vectors "
+        f"{_passes(report['config']['model'].get('passes', 3))}, word vectors "
         f"{report['config']['model'].get('word_vectors', 'random')}); training: {supervision}.",
         "",
     ]
@@ -129,3 +129,7 @@ def per_class_lines(row: dict, unit_title: str, top: int = 10) -> list[str]:
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def _passes(n: int) -> str:
+    return f"{n} pass" if n == 1 else f"{n} passes"
