@@ -12,15 +12,13 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from dmn import storage
 from dmn.apps.base import Application, Column, RunConfig
 from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.batching import Examples, encode_stories
-from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
+from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.sources import RawBabi, ingest_babi, source_fingerprint
 from dmn.data.vocab import Vocabulary, tokenize
 from dmn.errors import ConfigError
-from dmn.version import code_digest
 
 BABI_TASK_IDS = tuple(range(1, 21))
 LIST_SEPARATOR = ","  # tasks 8 and 19 answer with lists written "apple,football", "n,w"
@@ -82,9 +80,7 @@ def parse_babi_tasks(text: str) -> list[int]:
 def tokenise(raw: RawBabi, data_root: str) -> TokenisedData:
     """Parse and tokenise every file of `raw`; publish Parquet (a partition per bAbI task), vocabulary and
     manifest as one folder."""
-    # the reader's and tokeniser's code is part of the name: a change to them re-tokenises
-    code = code_digest(__name__)[:8]
-    target = storage.join(data_root, "tokens", f"babi-{raw.size}-{raw.digest[:16]}-{code}")
+    target = tokens_folder(data_root, f"babi-{raw.size}", raw.digest, __name__)
     files = raw.files()
     tasks = tuple(sorted({babi_task for babi_task, _ in files}))
     if not is_published(target):

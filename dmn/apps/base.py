@@ -44,6 +44,14 @@ class RunConfig(BaseModel):
     )
 
 
+def only_answer(model: ModelConfig, kind: str, why: str) -> ModelConfig:
+    """`model` with the answer module `kind`, the only one an application's answers fit ('auto' becomes it);
+    ValueError naming model.answer for another (`why` says what the answers are)."""
+    if model.answer not in ("auto", kind):
+        raise ValueError(f"model.answer: {why}; use '{kind}' or 'auto'")
+    return model.model_copy(update={"answer": kind})
+
+
 @dataclass(frozen=True)
 class Column:
     """An input column of the application's pyfunc."""

@@ -16,17 +16,15 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from dmn import storage
-from dmn.apps.base import Application, Column, RunConfig
+from dmn.apps.base import Application, Column, RunConfig, only_answer
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import IGNORE, Examples, encode_facts
 from dmn.data.files import RawFiles, files_fingerprint, ingest_files
-from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
+from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.ptb import request_tokens
 from dmn.data.treebank import is_tagged_file, read_tagged, split_files
 from dmn.data.vocab import Vocabulary
 from dmn.errors import DataError
-from dmn.version import code_digest
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "ptb-sample.zip"
 QUESTION = ("what", "are", "the", "tags")  # the fixed question (Kumar et al. 2016)
@@ -73,10 +71,7 @@ class PosRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _tag_answer(self) -> PosRunConfig:
-        if self.model.answer not in ("auto", "tags"):
-            raise ValueError("model.answer: tagging answers with a tag per word; use 'tags' or 'auto'")
-        if self.model.answer == "auto":
-            self.model = self.model.model_copy(update={"answer": "tags"})
+        self.model = only_answer(self.model, "tags", "tagging answers with a tag per word")
         return self
 
 
@@ -90,7 +85,7 @@ def ingest(config: PosRunConfig, data_root: str) -> RawFiles:
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
     """Read every tagged file; publish Parquet (a partition per tag set), vocabulary and manifest."""
-    target = storage.join(data_root, "tokens", f"pos-{raw.digest[:16]}-{code_digest(__name__)[:8]}")
+    target = tokens_folder(data_root, "pos", raw.digest, __name__)
     if not is_published(target):
         files = raw.files()
         rows = [

@@ -15,17 +15,15 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from dmn import storage
-from dmn.apps.base import Application, Column, RunConfig
+from dmn.apps.base import Application, Column, RunConfig, only_answer
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import Examples, encode_facts
 from dmn.data.files import RawFiles, files_fingerprint, ingest_files
-from dmn.data.parquet import TokenisedData, is_published, publish, train_rows
+from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.ptb import request_tokens
 from dmn.data.sst import GRANULARITIES, SPLIT_FILES, phrases, read_sentiment_trees
 from dmn.data.vocab import Vocabulary
 from dmn.errors import DataError
-from dmn.version import code_digest
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "sst-trees.tar.xz"
 OFFICIAL_URL = "https://nlp.stanford.edu/sentiment/trainDevTestTrees_PTB.zip"
@@ -81,10 +79,7 @@ class SstRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _class_answer(self) -> SstRunConfig:
-        if self.model.answer == "sequence":
-            raise ValueError("model.answer: sentiment is one class; use 'class' or 'auto'")
-        if self.model.answer == "auto":
-            self.model = self.model.model_copy(update={"answer": "class"})
+        self.model = only_answer(self.model, "class", "sentiment is one class")
         return self
 
 
@@ -98,7 +93,7 @@ def ingest(config: SstRunConfig, data_root: str) -> RawFiles:
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
     """Read the three tree files; publish Parquet (a partition per granularity), vocabulary and manifest."""
-    target = storage.join(data_root, "tokens", f"sst-{raw.digest[:16]}-{code_digest(__name__)[:8]}")
+    target = tokens_folder(data_root, "sst", raw.digest, __name__)
     if not is_published(target):
         files = raw.files()
         trees = {split: read_sentiment_trees(files[name]) for split, name in SPLIT_FILES.items()}

@@ -11,7 +11,8 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def find_files(folder: Path, wanted: Callable[[str], bool]) -> dict[str, Path]:
     return found
 
 
+@contextmanager
+def scratch_folder(data_root: str) -> Iterator[Path]:
+    """A temporary folder for downloads and extractions: beside the data when the data root is local (same
+    disk), else in /tmp. Opening the data root first makes one that cannot be opened fail before a download."""
+    filesystem, root = storage.resolve(data_root)
+    parent = Path(root) if filesystem is storage.LOCAL else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".ingest-") as scratch:
+        yield Path(scratch)
+
+
 def ingest_files(
     source: str,
     data_root: str,
@@ -60,12 +73,7 @@ def ingest_files(
 ) -> RawFiles:
     """Resolve `source` ('bundled', a folder, an archive path or URL) and store its wanted files under
     `data_root`; DataError when none is found."""
-    filesystem, root = storage.resolve(data_root)  # a data root that cannot be opened fails before a download
-    scratch_parent = Path(root) if filesystem is storage.LOCAL else None
-    if scratch_parent is not None:
-        scratch_parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".ingest-") as scratch:
-        scratch = Path(scratch)
+    with scratch_folder(data_root) as scratch:
         if source == "bundled":
             if not bundled.is_file():
                 raise DataError(bundled, "the bundled archive is missing; pass --source")

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from dmn import storage
 from dmn.data.vocab import Vocabulary
 from dmn.errors import DataError
+from dmn.version import code_digest
 
 MANIFEST = "manifest.json"
 
@@ -64,6 +65,12 @@ def publish(target: str, unit_name: str, tables: dict, vocab: Vocabulary, manife
         vocab.save(staging / "vocab.json")
         rows = {str(unit): table.num_rows for unit, table in tables.items()}
         (staging / MANIFEST).write_text(json.dumps({**manifest, "rows": rows}, indent=2))
+
+
+def tokens_folder(data_root: str, name: str, digest: str, module: str) -> str:
+    """Where an application's tokenised data goes: named by the raw data's digest and by the digest of the
+    code that reads it (`module`, the application's), so a change to the reader re-tokenises."""
+    return storage.join(data_root, "tokens", f"{name}-{digest[:16]}-{code_digest(module)[:8]}")
 
 
 def is_published(target: str) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmn import storage
 from dmn.data.babi import FILE_NAME, SIZE_FOLDERS, find_babi_files
 from dmn.data.fetch import TransientSourceError, download, extract_archive, sha256_file
+from dmn.data.files import scratch_folder
 from dmn.errors import DataError
 
 BUNDLED_TARBALL = Path(__file__).resolve().parents[2] / "data" / "babi-tasks-1-20-v1-2-en.tar.xz"
@@ -57,13 +57,7 @@ class RawBabi:
 def ingest_babi(source: str, size: str, data_root: str, sha256: str | None = None) -> RawBabi:
     """Resolve `source` ('bundled', a folder, a tarball path or URL, or 'hf:NAME') into a RawBabi stored
     under `data_root` (a local folder or an object-storage URI)."""
-    filesystem, root = storage.resolve(data_root)  # a data root that cannot be opened fails before a download
-    scratch_parent = None  # downloads and extractions: beside the data when it is local, else in /tmp
-    if filesystem is storage.LOCAL:
-        scratch_parent = Path(root)
-        scratch_parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".ingest-") as scratch:
-        scratch = Path(scratch)
+    with scratch_folder(data_root) as scratch:
         if source == "bundled":
             if not BUNDLED_TARBALL.is_file():
                 raise DataError(BUNDLED_TARBALL, "the bundled bAbI tarball is missing; pass --source")
