@@ -84,6 +84,11 @@ class TrainConfig(BaseModel):
         description="Last share of the training file held out for validation, where the data has no published "
         "validation split (bAbI; SST validates on its dev split).",
     )
+    bucket_by_length: bool = Field(
+        False,
+        description="Batch examples of similar length together (windows of 50 batches sorted by length, the batches "
+        "shuffled): less padding on data of mixed lengths (SST phrases, sentences); off: the paper's plain shuffle.",
+    )
     seed: int = Field(0, description="Seed of initialisation, dropout and shuffling.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
     supervise_gates: bool = Field(

@@ -109,6 +109,18 @@ def gate_loss(output: ModelOutput, supporting: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.gate_scores[:, :passes][chosen], wanted[chosen])  # (N, S) against (N,)
 
 
+def bucketed(order: list[int], lengths: torch.Tensor, batch_size: int, seed: int) -> list[int]:
+    """`order` regrouped into batches of similar length: each window of 50 batches is sorted by length and cut
+    into batches, and the batches are shuffled with `seed`. Every example stays, once; lengths (N,)."""
+    window = 50 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: int(lengths[i]))
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [i for b in shuffle for i in batches[b]]
+
+
 def run_epoch(model, data: Examples, batch_size: int, device, optimizer=None, order=None, supervise_gates=False):
     """One pass over `data` in `order` (default: as stored); trains when `optimizer` is given.
 
@@ -174,6 +186,7 @@ def train_dmn(
         state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
     sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=train_config.seed)
+    facts = (train.story != 0).any(-1).sum(-1)  # (N,) facts per example, the length bucketing reads
     started = time.perf_counter()
     epochs = tqdm(
         range(state["epoch"] + 1, train_config.max_epochs + 1),
@@ -188,9 +201,11 @@ def train_dmn(
         sampler.set_epoch(epoch)
         epoch_started = time.perf_counter()
         supervise = train_config.supervise_gates
-        train_metrics = run_epoch(
-            network, train, train_config.batch_size // world_size, device, optimizer, list(sampler), supervise
-        )
+        local_batch = train_config.batch_size // world_size
+        order = list(sampler)
+        if train_config.bucket_by_length:
+            order = bucketed(order, facts, local_batch, train_config.seed * 100_003 + epoch)
+        train_metrics = run_epoch(network, train, local_batch, device, optimizer, order, supervise)
         train_seconds = time.perf_counter() - epoch_started
         valid_metrics = run_epoch(model, valid, train_config.batch_size, device, supervise_gates=supervise)
         # every rank sees the same (reduced) losses, so all stop together

@@ -106,3 +106,17 @@ def test_a_checkpoint_of_the_first_format_loads_as_the_dmn_plus_it_was(tmp_path)
     rows = [{"story_tokens": [["w2", "w3"], ["w4"]], "question_tokens": ["w5"], "answer": "b", "supporting": [1]}]
     batch = make_batch(BABI.encode(rows, vocab, meta["settings"], "class"))
     assert torch.equal(loaded(*batch.model_inputs()).logits, model(*batch.model_inputs()).logits)
+
+
+def test_length_buckets_keep_every_example_once_and_batch_similar_lengths():
+    from dmn.train import bucketed
+
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 50, (1000,), generator=generator)  # (N,) facts per example
+    order = torch.randperm(1000, generator=generator).tolist()
+    regrouped = bucketed(order, lengths, 10, seed=7)
+    assert sorted(regrouped) == list(range(1000)) and regrouped == bucketed(order, lengths, 10, seed=7)
+    batches = [lengths[regrouped[i : i + 10]] for i in range(0, 1000, 10)]
+    spread = sum(int(b.max() - b.min()) for b in batches) / len(batches)
+    assert spread <= 3  # a random batch of 10 spans about 40 lengths
+    assert regrouped != bucketed(order, lengths, 10, seed=8)  # another epoch, another batch order

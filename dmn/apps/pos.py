@@ -59,7 +59,7 @@ class PosRunConfig(RunConfig):
         description="The DMN (the answer is a tag per word).",
     )
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(max_epochs=40, patience=5, batch_size=32),
+        default_factory=lambda: TrainConfig(max_epochs=40, patience=5, batch_size=32, bucket_by_length=True),
         description="Training (an epoch of the WSJ sample is about 3,400 sentences).",
     )
 

@@ -63,7 +63,7 @@ class SstRunConfig(RunConfig):
         description="The DMN (Kumar et al. 2016 found 2 passes best for sentiment; the answer is one class).",
     )
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(max_epochs=30, patience=5),
+        default_factory=lambda: TrainConfig(max_epochs=30, patience=5, bucket_by_length=True),
         description="Training (an epoch of phrase-level training is about 160,000 phrases: fewer, longer epochs).",
     )
     phrases: bool = Field(
