@@ -51,19 +51,15 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    train_config = TrainConfig(
-        batch_size=args.batch_size,
-        device=str(device),
-        max_epochs=args.epochs,
-        patience=args.epochs,
-        supervise_gates=args.supervise_gates,
-    )
     app = application(args.application)
     babi = {"size": args.size, "babi_tasks": [args.babi_task]} if app.name == "babi" else {}
     defaults = app.config_type(source=args.source, **babi)
     model = {"architecture": args.model, "hidden_size": args.hidden, "passes": args.passes}
     model_config = ModelConfig(**{**defaults.model.model_dump(), **model})
-    config = app.config_type(source=args.source, model=model_config, **babi)
+    trained = {"batch_size": args.batch_size, "device": str(device), "max_epochs": args.epochs,
+               "patience": args.epochs, "supervise_gates": args.supervise_gates}  # fmt: skip
+    train_config = TrainConfig(**{**defaults.train.model_dump(), **trained})  # the application's batching
+    config = app.config_type(source=args.source, model=model_config, train=train_config, **babi)
     unit = app.unit_type(args.unit) if args.unit else app.units(config)[0]
     settings = app.settings(config, unit)
     if args.max_sentences:
@@ -89,6 +85,7 @@ def main() -> None:
         "passes": args.passes,
         "max_sentences": settings.get("sentence_limit"),
         "processes": args.nproc_per_node,
+        "bucket_by_length": train_config.bucket_by_length,
         "train_examples": len(train),
         **rates,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
