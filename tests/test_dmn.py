@@ -43,14 +43,15 @@ def test_dmn_with_supervised_gates_learns_babi_task_1_and_attends_to_the_support
 
 @pytest.fixture(scope="module")
 def lists_version(prefect_api, babi_en, tmp_path_factory):
-    """A DMN version trained through the flow on bAbI task 8 (lists), gates supervised."""
+    """A DMN version trained through the flow on bAbI task 8 (lists), gates supervised: the DMN's memory and
+    decoder over the sentence reader, as the 20-task table (results/babi-1k-dmn-supervised.md)."""
     tmp = tmp_path_factory.mktemp("dmn-lists")
     (tmp / "source").symlink_to(babi_en)
     config = flow_config(
         tmp,
         babi_tasks=[8],
         model_name="dmn-lists",
-        model=ModelConfig(architecture="dmn", hidden_size=32),
+        model=ModelConfig(architecture="dmn", input="sentences", hidden_size=32),
         train=TrainConfig(max_epochs=20, patience=20, batch_size=32, learning_rate=0.005, seed=3, supervise_gates=True),
     )
     outcome = babi_flow(config)
@@ -80,4 +81,4 @@ def test_a_dmn_version_answers_lists_in_babi_notation_in_a_fresh_process(lists_v
     words = {"apple", "football", "milk"}
     assert all(set(answer.split(",")) <= words for answer in answers)  # answer words joined by ',', bAbI's way
     exact = sum(answer == row["answer"] for answer, row in zip(answers, lists))
-    assert exact >= len(lists) // 2, list(zip(answers, [r["answer"] for r in lists]))  # 56 of 67 when written
+    assert exact >= len(lists) // 2, list(zip(answers, [r["answer"] for r in lists]))  # 49 of 67 when written
