@@ -59,14 +59,14 @@ class PosRunConfig(RunConfig):
         description="The DMN (the answer is a tag per word).",
     )
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(max_epochs=40, patience=5, batch_size=32, bucket_by_length=True),
+        default_factory=lambda: TrainConfig(max_epochs=60, patience=8, batch_size=32, bucket_by_length=True),
         description="Training (an epoch of the WSJ sample is about 3,400 sentences).",
     )
 
     word_features: bool = Field(
         True,
-        description="Each word's fact also reads the word's last three letters and its shape (Xx, d, x-x...), "
-        "so that a word never seen in training still shows its suffix and capitals.",
+        description="Each word's fact also reads the word in lower case, its last three letters and its shape (Xx, "
+        "d, x-x...), so that a word never seen in training still shows its suffix and capitals.",
     )
 
     @model_validator(mode="after")
@@ -106,11 +106,11 @@ def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
 
 
 def word_features(word: str) -> list[str]:
-    """The feature tokens of a word: its last three letters and its shape, capitals written X, other letters
-    x, digits d, each run once ('Vinken' -> ['~ken', '^Xx'], 'Amélie' -> ['~lie', '^Xx'], '1,000' -> ['~000',
-    '^d,d'])."""
+    """The feature tokens of a word: its lower case, its last three letters and its shape, capitals written X,
+    other letters x, digits d, each run once ('Vinken' -> ['=vinken', '~ken', '^Xx'], 'Amélie' -> ['=amélie',
+    '~lie', '^Xx'], '1,000' -> ['=1,000', '~000', '^d,d'])."""
     kinds = "".join("X" if c.isupper() else "x" if c.isalpha() else "d" if c.isdigit() else c for c in word)
-    return [f"~{word[-3:].lower()}", "^" + re.sub(r"(.)\1+", r"\1", kinds)]
+    return [f"={word.lower()}", f"~{word[-3:].lower()}", "^" + re.sub(r"(.)\1+", r"\1", kinds)]
 
 
 def settings(config: PosRunConfig, tagset: str) -> dict:
