@@ -66,8 +66,9 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     )
     parser.add_argument(
         "--answer",
-        choices=["auto", "class", "sequence"],
-        help="answer module: one class or a word sequence; 'auto' (default): the architecture's own",
+        choices=["auto", "class", "sequence", "tags"],
+        help="answer module: one class, a word sequence or a tag per word; 'auto' (default): the application's "
+        "(bAbI: the architecture's own)",
     )
     parser.add_argument(
         "--supervise-gates",
@@ -145,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(sst, SstRunConfig, "granularity")
     pos = apps.add_parser("pos", help="part-of-speech tagging: ingest -> tokenise -> train -> evaluate -> register")
-    pos.add_argument("--source", default="bundled", help=PosRunConfig.model_fields["source"].description)
+    source_help = PosRunConfig.model_fields["source"].description.replace("%", "%%")  # argparse formats help
+    pos.add_argument("--source", default="bundled", help=source_help)
     _add_run_options(pos, PosRunConfig, "tag set")
 
     ask = commands.add_parser("ask", help="answer with a registered model, showing the attention of every pass")

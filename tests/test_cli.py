@@ -104,3 +104,14 @@ def test_ask_answers_and_shows_the_attention_of_every_pass(trained, tmp_path):
         config.tracking_uri,
     )
     assert warned.returncode == 0 and "warning: words the model never saw, read as unknown: zorro" in warned.stderr
+
+
+@pytest.mark.parametrize("application", ["babi", "sst", "pos"])
+def test_every_application_has_its_run_command_and_help(application, capsys):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["run", application, "--help"])
+    shown = capsys.readouterr().out
+    assert exit_status.value.code == 0 and f"usage: dmn run {application}" in shown
+    assert "--model {dmn+,dmn}" in shown and "--source" in shown and "--word-vectors" in shown
