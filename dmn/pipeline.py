@@ -98,13 +98,14 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     kind = ModelConfig(**meta["model_config"]).answer_kind
     vocab = dataset.vocabulary()
     data = app.encode(dataset.read(unit, "test"), vocab, meta["settings"], kind)
+    per_token = kind == "tags"  # a tagger is scored per word
     dev = {}
     dev_rows = dataset.read(unit, "dev")  # a published validation split is reported too (SST)
     if dev_rows:
         dev_data = app.encode(dev_rows, vocab, meta["settings"], kind)
-        dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=kind == "tags")["accuracy"]
+        dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=per_token)["accuracy"]
     classes = len(vocab.answers) if app.per_class else None
-    metrics = evaluate(model, data, device, per_token=kind == "tags", classes=classes)
+    metrics = evaluate(model, data, device, per_token=per_token, classes=classes)
     if app.per_class:
         metrics["classes"] = list(vocab.answers)
     return {

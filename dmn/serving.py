@@ -77,7 +77,8 @@ class DMNModel(mlflow.pyfunc.PythonModel):
         text = self.app.render_answer(output.logits.argmax(-1)[0].tolist(), self.vocab, kind)
         return Answer(text, unit, row["story"][-gates.size(-1) :], gates.tolist(), unknown)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list:
+        """One answer per row, as the application renders it (a string; a tagger's list of tags)."""
         columns = [c.name for c in self.app.request_columns if c.name in model_input]
         missing = [c.name for c in self.app.request_columns if c.required and c.name not in model_input]
         if missing or not columns:
