@@ -30,12 +30,15 @@ def save_checkpoint(
     application: str,
     unit,
     settings: dict,
+    trained_words: list[str] | None = None,
 ) -> None:
+    """`trained_words`: the words of the unit's training examples (the served model flags the others)."""
     payload = {
         "format": FORMAT,
         "application": application,
         "unit": unit,
         "settings": settings,
+        "trained_words": trained_words,
         "architecture": model_config.architecture,
         "model_config": model_config.model_dump(),
         "train_config": train_config.model_dump(),

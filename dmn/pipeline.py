@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from dmn import storage
 from dmn.apps.base import Application
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
+from dmn.data.batching import Examples
 from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
+from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.evaluate import evaluate
 from dmn.models import ModelSizes
 from dmn.train import resolve_device, split_validation, train_dmn, world
@@ -68,8 +72,9 @@ def train_unit(
         train_rows, valid_rows = split_validation(train_rows, train_config.valid_fraction)
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
     sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
+    train_data = app.encode(train_rows, vocab, settings, kind)
     result = train_dmn(
-        app.encode(train_rows, vocab, settings, kind),
+        train_data,
         app.encode(valid_rows, vocab, settings, kind),
         model_config,
         train_config,
@@ -82,10 +87,26 @@ def train_unit(
     if world()[0] != 0:
         return path
     save_checkpoint(
-        path, result, model_config, train_config, sizes=sizes, application=app.name, unit=unit, settings=settings
+        path,
+        result,
+        model_config,
+        train_config,
+        sizes=sizes,
+        application=app.name,
+        unit=unit,
+        settings=settings,
+        trained_words=trained_words(train_data, vocab),
     )
     storage.delete(progress_path)
     return path
+
+
+def trained_words(data: Examples, vocab: Vocabulary) -> list[str]:
+    """The words a model's training examples hold (its stories and questions): the served model flags the
+    others, since the vocabulary is shared by every unit of a run and one model may never have seen a word
+    that another did."""
+    ids = torch.cat([data.story.unique(), data.question.unique()]).unique().tolist()
+    return sorted(vocab.words[i] for i in ids if i > UNKNOWN_WORD)
 
 
 def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: str, device: str = "auto") -> dict:

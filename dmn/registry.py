@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, DataType, Schema
-from mlflow.types.schema import Array
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType, Array
 
 import dmn
 from dmn import storage
@@ -30,12 +30,16 @@ from dmn.promotion import CHALLENGER
 
 def signature(app: Application) -> ModelSignature:
     """The pyfunc's input columns (the application's, and its unit column, needed only when a version holds
-    several units) and its output: one answer per row, as the application gives it."""
+    several units), its output (one answer per row, as the application gives it) and its inference parameter
+    `details` (the answers with their probability, unit and unknown words: dmn/serving.py)."""
     columns = [_column(c) for c in app.request_columns]
-    unit = ColSpec("long" if app.unit_type is int else "string", app.unit_name, required=False)
+    # any type: the pyfunc reads and checks it itself, so that a nullable integer column (pandas' Int64 with
+    # <NA>, refused by MLflow's integer types) and a JSON number alike name a bAbI task
+    unit = ColSpec(AnyType(), app.unit_name, required=False)
     return ModelSignature(
         inputs=Schema([*columns, unit]),
         outputs=Schema([_column(app.output)]),
+        params=ParamSchema([ParamSpec("details", DataType.boolean, False)]),
     )
 
 

@@ -291,10 +291,11 @@ def ask(args: argparse.Namespace) -> None:
         answer = model.answer(request, args.unit)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    text = answer.answer  # tagging: a tag per word, shown as word/TAG
-    if isinstance(text, list):
+    text, probability = answer.answer, answer.probability
+    if isinstance(text, list):  # tagging: a tag per word, shown as word/TAG, and the least sure tag
         text = " ".join(f"{word}/{tag}" for word, tag in zip(answer.sentences, text))
-    print(f"answer: {text}   ({model.app.unit_title} {answer.unit} model)")
+        probability = min(probability)
+    print(f"answer: {text}   (probability {probability:.3f}; {model.app.unit_title} {answer.unit} model)")
     print("attention per pass (gate of each fact):")
     passes = len(answer.gates)
     print(" ".join(f"{'pass ' + str(p + 1):>8}" for p in range(passes)) + "  " + " " * (2 * passes) + "fact")
@@ -306,12 +307,17 @@ def ask(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a tracking server out of reach: MLflow's default retries wait about 4 minutes before saying so
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     if not sys.stderr.isatty():  # MLflow's download bars would fill logs with carriage returns
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
+
+    from mlflow.exceptions import MlflowException
 
     try:
         {
@@ -326,7 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except MlflowException as error:  # no such model, version or alias; a tracking server out of reach
+        print(f"error: {_mlflow_error(args, error)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _mlflow_error(args: argparse.Namespace, error) -> str:
+    """One line: the model URI or name the command was given, the tracking URI, and MLflow's first line."""
+    import mlflow
+
+    subject = getattr(args, "model_uri", None) or getattr(args, "model_name", None)
+    tracking = args.tracking_uri or mlflow.get_tracking_uri()
+    reason = str(error.message).strip().splitlines()[0]
+    return f"{subject}: {reason} (tracking URI {tracking})" if subject else f"{reason} (tracking URI {tracking})"
 
 
 if __name__ == "__main__":

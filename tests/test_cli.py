@@ -104,6 +104,22 @@ def test_ask_answers_and_shows_the_attention_of_every_pass(trained, tmp_path):
         config.tracking_uri,
     )
     assert warned.returncode == 0 and "warning: words the model never saw, read as unknown: zorro" in warned.stderr
+    assert "probability 0." in lines[0] or "probability 1.000" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["ask", "models:/dmn-babi/9", "--sentence", "x"], "models:/dmn-babi/9: Model Version (name=dmn-babi, version=9) not found"),
+        (["ask", "models:/dmn-babi@nope", "--sentence", "x"], "models:/dmn-babi@nope: "),
+        (["audit", "no-such-model"], "no-such-model: Registered Model with name=no-such-model not found"),
+    ],
+)  # fmt: skip
+def test_a_missing_model_version_or_alias_is_one_line_naming_the_uri(trained, command, message):
+    _, config, _ = trained
+    done = dmn(*command, "--tracking-uri", config.tracking_uri)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {message}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and config.tracking_uri in done.stderr
 
 
 @pytest.mark.parametrize("application", ["babi", "sst", "pos"])

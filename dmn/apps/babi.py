@@ -122,7 +122,7 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
 
 
 def settings(config: BabiRunConfig, babi_task: int) -> dict:
-    """The story cut of this bAbI task: its last N sentences."""
+    """The story cut of this bAbI task in training and evaluation: its last N sentences (None: no cut)."""
     return {"sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences)}
 
 
@@ -219,4 +219,5 @@ APPLICATION = Application(
     per_class=False,
     pass_error=0.05,  # the bAbI convention: a task is passed at 95 % accuracy or more
     audit_view=lambda row: (row["story"], row["question"], row["answer"]),
+    serving_settings=lambda settings: {**settings, "sentence_limit": None},
 )

@@ -95,6 +95,8 @@ class Application:
     per_class: bool  # report per-class precision and recall and the confusions (sentiment labels, tags)
     pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention
     audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
+    # a unit's settings -> those of served requests (bAbI: no story cut, a request's story is read whole)
+    serving_settings: Callable[[dict], dict] = dict
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.

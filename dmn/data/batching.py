@@ -52,34 +52,38 @@ class Batch:
 
 def _padded(rows: list[list[int]], fill: int) -> torch.Tensor:
     """Ragged id lists -> (N, longest) long tensor, `fill` after each row's end (at least one column)."""
-    out = torch.full((len(rows), max((len(r) for r in rows), default=0) or 1), fill, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
+    width = max((len(r) for r in rows), default=0) or 1
+    padded = [list(row) + [fill] * (width - len(row)) for row in rows]
+    return torch.tensor(padded, dtype=torch.long).reshape(len(rows), width)
 
 
 def encode_stories(
-    rows: list[dict], vocab: Vocabulary, sentence_limit: int, targets: list[list[int]] | None = None
+    rows: list[dict], vocab: Vocabulary, sentence_limit: int | None, targets: list[list[int]] | None = None
 ) -> Examples:
     """Encode rows (`story_tokens`, `question_tokens`, `supporting`) with `vocab`; `targets` are the answer ids
     of each row (None: unknown, as at serving time).
 
-    Stories longer than `sentence_limit` keep their last `sentence_limit` sentences (the DMN+ paper's cut);
+    Stories longer than `sentence_limit` keep their last `sentence_limit` sentences (the DMN+ paper's cut;
+    None: stories are read whole);
     a supporting fact cut away becomes -1 in place, so the others keep their order (gate supervision
     pairs the k-th supporting fact with the k-th pass).
     """
     stories, supports = [], []
     for row in rows:
         sentences = row["story_tokens"] or [[]]
-        cut = max(0, len(sentences) - sentence_limit)
+        cut = max(0, len(sentences) - sentence_limit) if sentence_limit is not None else 0
         stories.append([vocab.word_ids(s) for s in sentences[cut:]])
         supports.append([i - cut if i >= cut else -1 for i in row.get("supporting") or []])
     max_facts = max(len(s) for s in stories)
     max_words = max((len(w) for s in stories for w in s), default=1) or 1
-    story = torch.zeros(len(rows), max_facts, max_words, dtype=torch.long)
-    for b, sentences in enumerate(stories):
-        for s, ids in enumerate(sentences):
-            story[b, s, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    empty_fact = [0] * max_words
+    story = torch.tensor(  # one conversion of padded lists: a tensor per sentence costs more than the model
+        [
+            [ids + [0] * (max_words - len(ids)) for ids in sentences] + [empty_fact] * (max_facts - len(sentences))
+            for sentences in stories
+        ],
+        dtype=torch.long,
+    )
     question = _padded([vocab.word_ids(r["question_tokens"]) for r in rows], 0)
     target = _padded(targets if targets is not None else [[UNKNOWN]] * len(rows), IGNORE)
     return Examples(story, question, target, _padded(supports, -1))

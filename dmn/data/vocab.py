@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +12,15 @@ from dmn import storage
 
 PAD, UNK, END = "<pad>", "<unk>", "<end>"
 UNKNOWN_WORD = 1  # the id of every word the vocabulary lacks
-TOKEN = re.compile(r"[a-z0-9]+")
+TOKEN = re.compile(r"[^\W_]+")  # runs of Unicode letters and digits
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words; punctuation dropped ('Where is Mary?' -> ['where', 'is', 'mary'])."""
-    return TOKEN.findall(text.lower())
+    """Lower-case words of every script, punctuation dropped ('Where is José?' -> ['where', 'is', 'josé']).
+
+    The text is NFC-normalised first, so a letter typed as a base and a combining accent is the same word as
+    its precomposed form."""
+    return TOKEN.findall(unicodedata.normalize("NFC", text).lower())
 
 
 @dataclass(frozen=True)
