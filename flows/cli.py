@@ -313,11 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stderr.isatty():  # MLflow's download bars would fill logs with carriage returns
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
+    from mlflow.exceptions import MlflowException
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
-
-    from mlflow.exceptions import MlflowException
 
     try:
         {

@@ -110,7 +110,7 @@ def test_ask_answers_and_shows_the_attention_of_every_pass(trained, tmp_path):
 @pytest.mark.parametrize(
     "command, message",
     [
-        (["ask", "models:/dmn-babi/9", "--sentence", "x"], "models:/dmn-babi/9: Model Version (name=dmn-babi, version=9) not found"),
+        (["ask", "models:/dmn-babi/9", "--sentence", "x"], "models:/dmn-babi/9: Model Version (name=dmn-babi, version"),
         (["ask", "models:/dmn-babi@nope", "--sentence", "x"], "models:/dmn-babi@nope: "),
         (["audit", "no-such-model"], "no-such-model: Registered Model with name=no-such-model not found"),
     ],

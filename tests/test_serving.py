@@ -71,8 +71,10 @@ def test_words_the_model_never_saw_come_with_the_answer(model):
     [
         (pd.DataFrame({"story": ["Mary went home.", None], "question": ["Where is Mary?"] * 2}), "row 1: story: empty"),
         (pd.DataFrame({"story": ["Mary went home."], "question": ["?"]}), "row 0: question: no words"),
-        (pd.DataFrame({"story": ["Mary went home."] * 2, "question": ["Where is Mary?"] * 2, "babi_task": [1, 7]}),
-         "row 1: babi_task 7 is not in this version"),  # fmt: skip
+        (
+            pd.DataFrame({"story": ["Mary went home."] * 2, "question": ["Where is Mary?"] * 2, "babi_task": [1, 7]}),
+            "row 1: babi_task 7 is not in this version",
+        ),  # fmt: skip
         (pd.DataFrame({"story": ["Mary went home."]}), r"missing inputs \['question'\]"),  # MLflow's schema check
     ],
 )
