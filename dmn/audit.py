@@ -10,14 +10,16 @@ from dmn.promotion import CHALLENGER, CHAMPION, history
 def audit(name: str, tracking_uri: str | None = None) -> str:
     client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
     model = client.get_registered_model(name)
-    aliases = {str(version): alias for alias, version in model.aliases.items()}
+    aliases: dict[str, list[str]] = {}  # a version may hold several aliases (champion and challenger)
+    for alias, version in sorted(model.aliases.items(), key=lambda item: (item[0] != CHAMPION, item[0])):
+        aliases.setdefault(str(version), []).append(alias)
     lines = [f"# {name}", ""]
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version), reverse=True)
     for version in versions:
         run = client.get_run(version.run_id)
         metrics = {k: v for k, v in run.data.metrics.items() if k.endswith("test_accuracy")}
         params = run.data.params
-        alias = f"  @{aliases[str(version.version)]}" if str(version.version) in aliases else ""
+        alias = "".join(f"  @{held}" for held in aliases.get(str(version.version), []))
         lines += [
             f"## version {version.version}{alias}",
             f"- run: {version.run_id} ({run.info.artifact_uri}/report/evaluation.md)",

@@ -116,7 +116,11 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
             f"<td>{STATUS[r['failed']]}</td><td>{hit}</td><td>{r['best_epoch']} / {r['epochs']}</td>"
             f"<td>{r['train_seconds']:.0f}</td><td>{r.get('seed', '')}</td><td>{html.escape(r['note'])}</td></tr>"
         )
-    against = f"champion: {html.escape(champion['training_digest'][:16])}" if champion else "no champion yet"
+    against = (
+        f"Deltas against the champion: {html.escape(champion['training_digest'][:16])}."
+        if champion
+        else "No champion yet: no deltas."
+    )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) or "<li>none</li>"
     failed = ", ".join(map(str, report["failed_units"])) or "none"
     pass_error = report.get("pass_error", 0.05)
@@ -131,7 +135,7 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}img{{margin:.5em}}</style></head><body>
 <h1>{html.escape(report["model_name"])}: {title}, test split</h1>
 <p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}.</p>
-<p>Mean error {report["mean_error"]:.2%}{verdict}. Deltas against the {against}.</p>
+<p>Mean error {report["mean_error"]:.2%}{verdict}. {against}</p>
 <table><tr><th>{html.escape(unit_title)}</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>
 <th>top gate on a supporting fact</th><th>best epoch / epochs</th><th>train s</th><th>seed</th><th>note</th></tr>
 {"".join(rows)}</table>

@@ -11,14 +11,32 @@ from pydantic import BaseModel, Field
 from dmn.config import DataRoot
 
 
-class PromotionConfig(BaseModel):
+class Gate(BaseModel):
+    """What a version must clear to become champion: against the champion, or, when there is none yet, an
+    absolute bar (the same rule for `dmn run`, the retrain deployment and `dmn promote`)."""
+
+    tolerance: float = Field(
+        0.0, ge=0, le=1, description="Accuracy a unit (a bAbI task...) may lose against the champion (0 to 1)."
+    )
+    first_max_error: float | None = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A first champion (none yet) has at most this mean test error over its units (0 to 1); "
+        "empty: no bar.",
+    )
+    first_max_failed: int | None = Field(
+        None,
+        ge=0,
+        description="A first champion fails at most this many units (bAbI: tasks above 5 % error); empty: any.",
+    )
+
+
+class PromotionConfig(Gate):
     """How a version is promoted to `champion`."""
 
     model_name: str = Field("dmn-babi", description="Registered model name.")
     version: str | None = Field(None, description="Version to promote (default: the challenger).")
-    tolerance: float = Field(
-        0.0, ge=0, le=1, description="Accuracy a unit (a bAbI task...) may lose against the champion."
-    )
     force: bool = Field(False, description="Promote without the gate (needs a reason).")
     reason: str | None = Field(None, description="Why; recorded with the decision.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")

@@ -3,6 +3,9 @@ reason, rollback, and every decision recorded on the version.
 
 The gate: a challenger replaces the champion only if, on the same test data (same data digest), it is at
 least as accurate on every unit (bAbI task...) the champion answers (within `tolerance`) and better on the mean.
+A model with no champion yet takes a version as its first champion only if it clears an absolute bar (a
+maximum mean error and failed units: `Gate`), whether it was registered by `dmn run`, the retrain deployment
+or promoted by hand.
 Every decision is all-or-nothing: if any step fails, the aliases and tags it changed are put back as they were.
 """
 
@@ -17,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dmn.errors import ConfigError
-from dmn.operations_config import PromotionConfig
+from dmn.operations_config import Gate, PromotionConfig
 from dmn.report import unit_results
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -73,7 +76,7 @@ def champion_report(config) -> dict | None:
     return version_report(client, config.model_name, champion) if champion else None
 
 
-def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
+def compare(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
     """(passes, reason) of the promotion gate on two evaluation reports."""
     if candidate["data_digest"] != champion["data_digest"]:
         return False, "evaluated on other test data (data digests differ): not comparable"
@@ -93,32 +96,47 @@ def gate(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, str]:
     return True, f"at least as good on every {title} and better on the mean ({mean_ours:.4f} > {mean_theirs:.4f})"
 
 
+def first_champion_bar(report: dict, gate: Gate) -> tuple[bool, str]:
+    """(passes, reason) of a first champion's absolute bar: its mean test error and failed units."""
+    rows = unit_results(report)
+    mean_error = sum(1 - r["accuracy"] for r in rows) / len(rows)
+    failed = [r["unit"] for r in rows if r.get("failed")]
+    if gate.first_max_error is not None and mean_error > gate.first_max_error:
+        return False, f"no champion yet, and a first champion's mean error {mean_error:.2%} is above the bar " + (
+            f"{gate.first_max_error:.2%} (first_max_error)"
+        )
+    if gate.first_max_failed is not None and len(failed) > gate.first_max_failed:
+        return False, f"no champion yet, and a first champion fails {len(failed)} units {failed}, more than " + (
+            f"{gate.first_max_failed} (first_max_failed)"
+        )
+    return True, f"no champion yet; clears the first champion's bar (mean error {mean_error:.2%})"
+
+
 def promote(
     name: str,
     version: str | None = None,
     *,
     force: bool = False,
     reason: str | None = None,
-    tolerance: float = 0.0,
+    gate: Gate | None = None,
     tracking_uri: str | None = None,
 ) -> Decision:
-    """Gate `version` (default: the challenger) against the champion and move `champion` if it passes."""
+    """Gate `version` (default: the challenger) against the champion, or against the first champion's bar
+    when there is none, and move `champion` if it passes."""
+    gate = gate or Gate()
     client = _client(tracking_uri)
-    if force and not reason:
-        raise ConfigError("--force needs --reason: a manual promotion is recorded with its reason")
-    version = str(version) if version is not None else alias_version(client, name, CHALLENGER)
-    if version is None:
-        raise ConfigError(f"model {name!r} has no version given and no {CHALLENGER!r} alias")
-    require_version(client, name, version)
+    version = _version_to_promote(client, name, version, force, reason)
     champion = alias_version(client, name, CHAMPION)
     if force:
         action, why = "force", f"forced: {reason}"
     elif champion is None:
-        action, why = "promote", "no champion yet"
+        passes, why = first_champion_bar(version_report(client, name, version), gate)
+        action = "promote" if passes else "reject"
     elif champion == version:
         action, why = "reject", "already the champion"
     else:
-        passes, why = gate(version_report(client, name, version), version_report(client, name, champion), tolerance)
+        candidate, current = version_report(client, name, version), version_report(client, name, champion)
+        passes, why = compare(candidate, current, gate.tolerance)
         action = "promote" if passes else "reject"
     after = version if action in ("promote", "force") else champion
     decision = Decision(action, version, champion, after, why, _now())
@@ -131,6 +149,22 @@ def promote(
     return decision
 
 
+def _version_to_promote(client: MlflowClient, name: str, version, force: bool, reason: str | None) -> str:
+    """The version a promotion is about; ConfigError for a forced one without reason or a missing version."""
+    if force and not reason:
+        raise ConfigError("--force needs --reason: a manual promotion is recorded with its reason")
+    version = str(version) if version is not None else alias_version(client, name, CHALLENGER)
+    if version is None:
+        raise ConfigError(f"model {name!r} has no version given and no {CHALLENGER!r} alias")
+    require_version(client, name, version)
+    return version
+
+
+def check_promotion(config: PromotionConfig) -> None:
+    """Raise the ConfigError `apply_promotion(config)` would, without deciding anything."""
+    _version_to_promote(_client(config.tracking_uri), config.model_name, config.version, config.force, config.reason)
+
+
 def apply_promotion(config: PromotionConfig) -> Decision:
     """`promote` with the parameters of the CLI, the flow and the deployment."""
     return promote(
@@ -138,26 +172,45 @@ def apply_promotion(config: PromotionConfig) -> Decision:
         config.version,
         force=config.force,
         reason=config.reason,
-        tolerance=config.tolerance,
+        gate=Gate(**config.model_dump(include=set(Gate.model_fields))),
         tracking_uri=config.tracking_uri,
     )
+
+
+def promote_if_first(name: str, version: str, gate: Gate, tracking_uri: str | None = None) -> Decision | None:
+    """A newly registered version of a model with no champion yet: `promote` (the first champion's bar);
+    None when there is a champion (a later version stays challenger until it is promoted)."""
+    if alias_version(_client(tracking_uri), name, CHAMPION) is not None:
+        return None
+    return promote(name, version, gate=gate, tracking_uri=tracking_uri)
 
 
 def rollback(name: str, *, reason: str = "rollback", tracking_uri: str | None = None) -> Decision:
     """Move `champion` back to the version it replaced."""
     client = _client(tracking_uri)
-    champion = alias_version(client, name, CHAMPION)
-    if champion is None:
-        raise ConfigError(f"model {name!r} has no {CHAMPION!r} alias to roll back")
-    previous = client.get_model_version(name, champion).tags.get(PREVIOUS_TAG)
-    if previous is None:
-        raise ConfigError(f"{name} version {champion} replaced no earlier champion: nothing to roll back to")
+    champion, previous = _rollback_versions(client, name)
     decision = Decision("rollback", previous, champion, previous, reason, _now())
     with _RegistryChanges(client, name) as changes:
         changes.set_alias(CHAMPION, previous)
         changes.record(champion, decision)
         changes.record(previous, decision)
     return decision
+
+
+def _rollback_versions(client: MlflowClient, name: str) -> tuple[str, str]:
+    """(champion, the version it replaced); ConfigError when there is nothing to roll back."""
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
+        raise ConfigError(f"model {name!r} has no {CHAMPION!r} alias to roll back")
+    previous = client.get_model_version(name, champion).tags.get(PREVIOUS_TAG)
+    if previous is None:
+        raise ConfigError(f"{name} version {champion} replaced no earlier champion: nothing to roll back to")
+    return champion, previous
+
+
+def check_rollback(name: str, tracking_uri: str | None = None) -> None:
+    """Raise the ConfigError `rollback(name)` would, without moving anything."""
+    _rollback_versions(_client(tracking_uri), name)
 
 
 def history(name: str, tracking_uri: str | None = None) -> list[dict]:

@@ -85,6 +85,7 @@ def evaluate_registered(
         dataset.require(checkpoints)
         results = [evaluate_unit(app, dataset, u, path) for u, path in sorted(checkpoints.items())]
         report = build_report(app, config, dataset, results, version.tags.get("training_digest", ""))
+        report["evaluated"] = {"model_uri": model_uri, "name": version.name, "version": str(version.version)}
         histories = {u: metas[path]["history"] for u, path in checkpoints.items()}
         html = render_html(report, histories, attention_examples(app, dataset, checkpoints), champion_report(config))
     experiment = f"{version.name}-evaluations"

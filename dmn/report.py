@@ -56,6 +56,9 @@ def report_markdown(report: dict) -> str:
         f"{report['config']['model'].get('word_vectors', 'random')}); training: {supervision}.",
         "",
     ]
+    if "evaluated" in report:  # a re-evaluation of a registered version: which one an alias resolved to
+        evaluated = report["evaluated"]
+        lines += [f"Evaluated: {evaluated['model_uri']} = {evaluated['name']} version {evaluated['version']}.", ""]
     rows = unit_results(report)
     pass_error = report.get("pass_error", 0.05)  # reports before applications: bAbI's convention
     columns = [(unit_title, lambda r: str(r["unit"])), ("accuracy", lambda r: f"{r['accuracy']:.1%}")]

@@ -18,7 +18,7 @@ from dmn.apps.base import RunConfig
 from dmn.apps.pos import PosRunConfig
 from dmn.apps.sst import SstRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
-from dmn.operations_config import EvaluateConfig
+from dmn.operations_config import EvaluateConfig, Gate
 
 
 def _babi_tasks(text: str) -> list[int]:
@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("model_name", help="registered model name, e.g. dmn-babi")
     promote.add_argument("--version", default=None, help="version to promote (default: the challenger)")
     promote.add_argument("--tolerance", type=float, default=0.0, help="accuracy a task may lose (default 0)")
+    for name, field in Gate.model_fields.items():
+        if name.startswith("first_"):
+            kind = float if field.annotation == float | None else int
+            option = f"--{name.replace('_', '-')}"
+            promote.add_argument(option, type=kind, default=field.default, help=field.description)
     promote.add_argument("--force", action="store_true", help="promote without the gate (needs --reason)")
     promote.add_argument("--reason", default=None, help="why, recorded with the decision")
     promote.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
@@ -213,20 +218,29 @@ def audit(args: argparse.Namespace) -> None:
     print(describe(args.model_name, args.tracking_uri), end="")
 
 
-def promote(args: argparse.Namespace) -> None:
+def promote(args: argparse.Namespace) -> int:
+    """The promote flow (so the decision is a Prefect artifact as well as a tag); exit 1 when it is rejected."""
     from dmn.operations_config import PromotionConfig
-    from dmn.promotion import apply_promotion
+    from dmn.promotion import check_promotion
+    from flows.operations import promote_flow
 
-    decision = apply_promotion(PromotionConfig(**_fields(args, PromotionConfig)))
+    config = PromotionConfig(**_fields(args, PromotionConfig))
+    check_promotion(config)  # a user's mistake fails here, in one line, before a flow run starts
+    decision = promote_flow(config)
     verb = "champion is now" if decision.promoted else "champion stays"
     print(f"{decision.action}: {args.model_name} version {decision.version}: {decision.reason}")
     print(f"{verb} version {decision.champion_after}")
+    return 0 if decision.promoted else 1
 
 
 def rollback(args: argparse.Namespace) -> None:
-    from dmn.promotion import rollback as roll_back
+    from dmn.operations_config import RollbackConfig
+    from dmn.promotion import check_rollback
+    from flows.operations import rollback_flow
 
-    decision = roll_back(args.model_name, reason=args.reason, tracking_uri=args.tracking_uri)
+    config = RollbackConfig(**_fields(args, RollbackConfig))
+    check_rollback(config.model_name, config.tracking_uri)
+    decision = rollback_flow(config)
     print(
         f"rollback: champion of {args.model_name} moved from version {decision.champion_before} to {decision.version}"
     )
@@ -272,6 +286,28 @@ def run_application(args: argparse.Namespace) -> None:
     print(report_markdown(outcome["report"]))
     state = "registered" if version.created else "unchanged; already registered as"
     print(f"Model {state} {version.name} version {version.version}: {version.uri} (MLflow run {version.run_id})")
+    print(next_steps(args, version, outcome["decision"]))
+
+
+def next_steps(args: argparse.Namespace, version, decision) -> str:
+    """What the run did to the aliases, and the commands that promote, ask and serve the version."""
+    from dmn.apps import application
+
+    tracking = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+    if decision is not None and decision.promoted:
+        lines = [f"Champion: version {version.version} ({decision.reason})."]
+    else:
+        why = f"not champion: {decision.reason}" if decision is not None else "the model has a champion"
+        lines = [
+            f"Challenger only ({why}). To promote it: dmn promote {version.name} --version {version.version}"
+            f"{tracking}   (add --force --reason TEXT to skip the gate)"
+        ]
+    columns = {column.name for column in application(args.application).request_columns}
+    asking = '--story story.txt --question "Where is Mary?"' if "story" in columns else '--sentence "A fine film."'
+    lines.append(f"Ask it:   dmn ask {version.uri} {asking}{tracking}")
+    serve_env = f"MLFLOW_TRACKING_URI={args.tracking_uri} " if args.tracking_uri else ""
+    lines.append(f"Serve it: {serve_env}mlflow models serve -m {version.uri} --env-manager local -p 5001")
+    return "\n".join(lines)
 
 
 def ask(args: argparse.Namespace) -> None:
@@ -319,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmn.errors import DMNError
 
     try:
-        {
+        status = {
             "run": run_application,
             "ask": ask,
             "promote": promote,
@@ -334,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     except MlflowException as error:  # no such model, version or alias; a tracking server out of reach
         print(f"error: {_mlflow_error(args, error)}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 def _mlflow_error(args: argparse.Namespace, error) -> str:

@@ -5,18 +5,18 @@ Parameters are typed pydantic models with defaults and descriptions, so the Pref
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from dmn import storage
 from dmn.apps.babi import BabiRunConfig
-from dmn.operations_config import EvaluateConfig, PromotionConfig, RollbackConfig
-from dmn.promotion import Decision, apply_promotion
+from dmn.operations_config import EvaluateConfig, Gate, PromotionConfig, RollbackConfig
+from dmn.promotion import Decision
 from dmn.promotion import rollback as roll_back
 from dmn.reevaluate import evaluate_registered
 from dmn.report import report_markdown
 from flows.babi import babi_flow
-from tasks.steps import is_transient
+from tasks.steps import promote_version, publish_decision
 
 
 @flow(name="dmn-evaluate")
@@ -31,26 +31,6 @@ def evaluate_flow(config: EvaluateConfig = EvaluateConfig()) -> dict:  # noqa: B
     return report
 
 
-def _publish(decision: Decision, model_name: str) -> None:
-    create_markdown_artifact(
-        key=f"{model_name}-decision",
-        markdown=(
-            f"**{decision.action}** {model_name} version {decision.version}: {decision.reason}\n\n"
-            f"champion: {decision.champion_before} -> {decision.champion_after} ({decision.at})"
-        ),
-        description="promotion decision",
-    )
-    get_run_logger().info("%s version %s: %s", decision.action, decision.version, decision.reason)
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=is_transient)
-def promote_version(config: PromotionConfig) -> Decision:
-    """Gate the version and move `champion` if it passes (all or nothing); record the decision."""
-    decision = apply_promotion(config)
-    _publish(decision, config.model_name)
-    return decision
-
-
 @flow(name="dmn-promote")
 def promote_flow(config: PromotionConfig = PromotionConfig()) -> Decision:  # noqa: B008 (UI form defaults)
     """Promote a version (default: the challenger) to champion if it passes the gate."""
@@ -61,21 +41,29 @@ def promote_flow(config: PromotionConfig = PromotionConfig()) -> Decision:  # no
 def rollback_flow(config: RollbackConfig = RollbackConfig()) -> Decision:  # noqa: B008 (UI form defaults)
     """Move `champion` back to the version it replaced."""
     decision = roll_back(config.model_name, reason=config.reason, tracking_uri=config.tracking_uri)
-    _publish(decision, config.model_name)
+    publish_decision(decision, config.model_name)
     return decision
 
 
 @flow(name="dmn-retrain")
 def retrain_flow(
     config: BabiRunConfig = BabiRunConfig(),  # noqa: B008 (UI form defaults)
-    tolerance: float = 0.0,
+    gate: Gate = Gate(),  # noqa: B008
 ) -> Decision | None:
-    """Ingest -> tokenise -> train -> evaluate -> register (as challenger) -> promote if better."""
-    outcome = babi_flow(config)
+    """Ingest -> tokenise -> train -> evaluate -> register (as challenger) -> promote if better (or, with no
+    champion yet, if it clears the first champion's bar). The evaluation report is shown on this run too."""
+    outcome = babi_flow(config, gate)
     version = outcome["version"]
     if version is None:  # a node other than 0: node 0 promotes
         return None
+    create_markdown_artifact(
+        key=f"{config.model_name}-evaluation",
+        markdown=report_markdown(outcome["report"]),
+        description=f"{version.name} version {version.version}",
+    )
+    if outcome["decision"] is not None:  # the first champion's bar decided
+        return outcome["decision"]
     promotion = PromotionConfig(
-        model_name=config.model_name, version=version.version, tolerance=tolerance, tracking_uri=config.tracking_uri
+        model_name=config.model_name, version=version.version, tracking_uri=config.tracking_uri, **gate.model_dump()
     )
     return promote_version(promotion)

@@ -1,5 +1,6 @@
 """The DAG every application runs: ingest -> tokenise -> train (one model per unit and seed) -> evaluate ->
-report -> register. An application's flow (flows/babi.py...) is this with its typed configuration."""
+report -> register (-> first champion, when the model has none). An application's flow (flows/babi.py...) is
+this with its typed configuration."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from prefect import get_run_logger
 from dmn import storage
 from dmn.apps import application
 from dmn.apps.base import RunConfig
+from dmn.operations_config import Gate
 from dmn.pipeline import best_checkpoint, training_digest
-from tasks.steps import evaluate, ingest, register, report, tokenise, train
+from tasks.steps import evaluate, ingest, promote_first, register, report, tokenise, train
 
 
-def run_application(app_name: str, config: RunConfig) -> dict:
-    """Run the DAG of `app_name` inside the calling flow; returns {"report", "version"} (None on nodes other
-    than 0, which only train)."""
+def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
+    """Run the DAG of `app_name` inside the calling flow; returns {"report", "version", "decision"} (None on
+    nodes other than 0, which only train). A new version of a model with no champion yet becomes champion if
+    it clears `gate`'s first-champion bar ("decision"; None when there is a champion or nothing was new)."""
     app = application(app_name)
     data_root = storage.absolute(config.data_root)  # cache entries must not depend on the working directory
     raw = _fresh(ingest, ingest(app_name, config, data_root), app_name, config, data_root)
@@ -33,7 +36,7 @@ def run_application(app_name: str, config: RunConfig) -> dict:
     paths = [future.result() for future in futures]
     if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
         get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
-        return {"report": None, "version": None}
+        return {"report": None, "version": None, "decision": None}
     paths = [
         _fresh(train, path, app_name, dataset, unit, settings[unit], seed, *training)
         for (unit, seed), path in zip(runs, paths)
@@ -44,7 +47,8 @@ def run_application(app_name: str, config: RunConfig) -> dict:
     digest = training_digest(app, dataset.digest, units, settings, config.model, config.train, seeds)
     document = report(app_name, config, dataset, results, digest)
     version = register(app_name, config, dataset, checkpoints, document)
-    return {"report": document, "version": version}
+    decision = promote_first(config.model_name, version.version, gate, config.tracking_uri) if version.created else None
+    return {"report": document, "version": version, "decision": decision}
 
 
 def _fresh(task, result, *args):

@@ -24,8 +24,9 @@ from dmn.data.fetch import TransientSourceError
 from dmn.data.parquet import TokenisedData
 from dmn.distributed import launch
 from dmn.html_report import attention_examples, render_html
+from dmn.operations_config import Gate, PromotionConfig
 from dmn.pipeline import evaluate_unit, step_code, train_unit
-from dmn.promotion import champion_report
+from dmn.promotion import Decision, apply_promotion, champion_report, promote_if_first
 from dmn.registry import RegisteredVersion, register_run
 from dmn.report import build_report, report_markdown
 
@@ -158,3 +159,33 @@ def register(
     verb = "registered" if version.created else "already registered as"
     get_run_logger().info("%s %s version %s", verb, version.name, version.version)
     return version
+
+
+def publish_decision(decision: Decision, model_name: str) -> None:
+    """A promotion decision as a Prefect artifact and a log line (it is also a tag of the version)."""
+    create_markdown_artifact(
+        key=f"{model_name}-decision",
+        markdown=(
+            f"**{decision.action}** {model_name} version {decision.version}: {decision.reason}\n\n"
+            f"champion: {decision.champion_before} -> {decision.champion_after} ({decision.at})"
+        ),
+        description="promotion decision",
+    )
+    get_run_logger().info("%s version %s: %s", decision.action, decision.version, decision.reason)
+
+
+@task(**RETRY_TRANSIENT)
+def promote_version(config: PromotionConfig) -> Decision:
+    """Gate the version and move `champion` if it passes (all or nothing); record the decision."""
+    decision = apply_promotion(config)
+    publish_decision(decision, config.model_name)
+    return decision
+
+
+@task(**RETRY_TRANSIENT)
+def promote_first(model_name: str, version: str, gate: Gate, tracking_uri: str | None) -> Decision | None:
+    """A model's first version: champion if it clears the first champion's bar; nothing once there is one."""
+    decision = promote_if_first(model_name, version, gate, tracking_uri)
+    if decision is not None:
+        publish_decision(decision, model_name)
+    return decision

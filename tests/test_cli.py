@@ -8,6 +8,7 @@ import tarfile
 
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
 
 
 def dmn(*args, prefect_api=None, cwd=None, timeout=600):
@@ -47,7 +48,21 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
     assert done.returncode == 0, done.stderr
     assert "| 1 |" in done.stdout
     assert "Model registered cli-test version 1: models:/cli-test/1" in done.stdout
-    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version("cli-test", "1").tags["units"] == "1"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert MlflowClient(tracking).get_model_version("cli-test", "1").tags["units"] == "1"
+    # two epochs: below the first champion's bar (at most 50 % mean error), so the run says how to promote
+    assert "Challenger only (not champion: no champion yet, and a first champion's mean error" in done.stdout
+    assert f"dmn promote cli-test --version 1 --tracking-uri {tracking}" in done.stdout
+    assert "Ask it:   dmn ask models:/cli-test/1 --story story.txt" in done.stdout
+    refused = dmn("promote", "cli-test", "--tracking-uri", tracking, prefect_api=prefect_api, cwd=tmp_path)
+    assert refused.returncode == 1 and "champion stays version None" in refused.stdout, refused.stderr
+    forced = dmn(
+        "promote", "cli-test", "--force", "--reason", "demo", "--tracking-uri", tracking, prefect_api=prefect_api
+    )
+    assert forced.returncode == 0 and "champion is now version 1" in forced.stdout, forced.stderr
+    with get_client(sync_client=True) as prefect:  # CLI decisions are Prefect artifacts too
+        decisions = [a.data for a in prefect.read_artifacts() if a.key == "cli-test-decision"]
+    assert any("**force** cli-test version 1: forced: demo" in text for text in decisions)
 
 
 def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api, tmp_path):

@@ -50,6 +50,8 @@ def test_first_run_trains_evaluates_and_registers(trained):
     outcome = state.result()
     report, version = outcome["report"], outcome["version"]
     assert version.created and version.version == "1"
+    decision = outcome["decision"]  # a first version clearing the first champion's bar (task 1: >= 95 %)
+    assert decision.promoted and decision.reason.startswith("no champion yet; clears the first champion's bar")
     (task_1,) = report["units"]
     assert task_1["unit"] == 1 and task_1["accuracy"] >= 0.95
     assert set(_task_states(state).values()) == {"Completed"}
@@ -70,7 +72,8 @@ def test_first_run_trains_evaluates_and_registers(trained):
     page = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report/evaluation.html"))
     text = page.read_text()
     assert text.count('src="data:image/png;base64,') == 3  # training curves and two heat maps, embedded
-    assert "no champion yet" in text and report["data_digest"] in text and "http" not in text.split("<body>")[1]
+    assert "No champion yet: no deltas." in text and report["data_digest"] in text
+    assert "http" not in text.split("<body>")[1]
 
     with get_client(sync_client=True) as prefect:
         artifact = prefect.read_latest_artifacts()

@@ -11,7 +11,8 @@ from dmn.apps.babi import APPLICATION as BABI
 from dmn.checkpoint import load_checkpoint
 from dmn.data.sources import ingest_babi
 from dmn.errors import ConfigError
-from dmn.promotion import CHALLENGER, CHAMPION, history, promote, rollback
+from dmn.operations_config import Gate
+from dmn.promotion import CHALLENGER, CHAMPION, history, promote, promote_if_first, rollback
 from dmn.registry import register_run
 from dmn.report import report_markdown
 
@@ -51,7 +52,7 @@ def test_gate_promotes_only_a_better_challenger_and_records_every_decision(regis
     decision = promote(name, tracking_uri=uri)
     assert not decision.promoted and "worse than the champion" in decision.reason
     assert _alias(client, name, CHAMPION) == first
-    assert promote(name, tracking_uri=uri, tolerance=0.1).reason.startswith("not better on the mean")
+    assert promote(name, tracking_uri=uri, gate=Gate(tolerance=0.1)).reason.startswith("not better on the mean")
     better = register(0.95)
     assert promote(name, tracking_uri=uri).promoted and _alias(client, name, CHAMPION) == better
     other_data = register(0.99, data_digest="another-test-set")
@@ -63,6 +64,22 @@ def test_gate_promotes_only_a_better_challenger_and_records_every_decision(regis
     actions = [d["action"] for d in history(name, tracking_uri=uri)]
     assert actions == ["rollback", "force", "reject", "promote", "reject", "reject", "promote"]
     assert any("hotfix for a customer" in value for value in client.get_model_version(name, worse).tags.values())
+
+
+def test_a_first_champion_must_clear_the_bar_whoever_registered_it(registry):
+    config, register, client = registry
+    name, uri = config.model_name, config.tracking_uri
+    weak = register(0.42)  # 58 % error: above the default bar of 50 %
+    refused = promote_if_first(name, weak, Gate(), uri)
+    assert not refused.promoted and "mean error 58.00% is above the bar 50.00%" in refused.reason
+    assert CHAMPION not in client.get_registered_model(name).aliases
+    strict = promote(name, register(0.97), gate=Gate(first_max_error=0.01), tracking_uri=uri)
+    assert not strict.promoted and "first_max_error" in strict.reason
+    first = register(0.96)
+    assert promote_if_first(name, first, Gate(first_max_error=0.05, first_max_failed=0), uri).promoted
+    assert _alias(client, name, CHAMPION) == first
+    assert promote_if_first(name, register(0.99), Gate(), uri) is None  # there is a champion: the gate's turn
+    assert [d["action"] for d in history(name, uri)] == ["promote", "reject", "reject"]
 
 
 def test_refusals_leave_the_registry_unchanged(registry):
@@ -97,7 +114,7 @@ def test_audit_lists_versions_with_lineage_and_the_promotion_history(registry):
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert text.index(f"## version {second}  @champion") < text.index(f"## version {first}")
+    assert text.index(f"## version {second}  @champion  @challenger") < text.index(f"## version {first}")
     assert "data digest: " in text and "babi_task_1 0.9500" in text
     history_part = text.split("## promotion history")[1]
     assert history_part.index(f"promote version {second}") < history_part.index(f"promote version {first}")
@@ -107,10 +124,13 @@ def test_evaluate_a_version_by_alias_and_refuse_a_dataset_with_another_vocabular
     from dmn.reevaluate import evaluate_registered
 
     config, register, client = registry
-    version = register(0.5)
+    version = register(0.6)
     promote(config.model_name, version, tracking_uri=config.tracking_uri)
     report, run_id = evaluate_registered(
         f"models:/{config.model_name}@champion", config.source, "1k", config.data_root, config.tracking_uri
+    )
+    assert f"Evaluated: models:/{config.model_name}@champion = {config.model_name} version {version}." in (
+        report_markdown(report)
     )
     assert report["units"][0]["accuracy"] >= 0.95  # the real test accuracy of the trained model
     assert client.get_model_version(config.model_name, version).tags["last_evaluation_run"] == run_id
