@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * 1' (Mondays 03:00)")
     schedule.add_argument("--timezone", default="UTC", help="time zone of the cron expression")
     schedule.add_argument("--inactive", action="store_true", help="store it switched off")
+    export = commands.add_parser("export", help="write a registered version (model, report, lineage) to one file")
+    export.add_argument("model_uri", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    export.add_argument("file", type=Path, help="the file to write (a .tar.gz)")
+    export.add_argument("--tracking-uri", default=None, help="MLflow tracking URI to read from")
+    import_ = commands.add_parser("import", help="register an exported version (its digests checked) as a new one")
+    import_.add_argument("file", type=Path, help="a file written by `dmn export`")
+    import_.add_argument("--model-name", default=None, help="registered model name (default: the exported one's)")
+    import_.add_argument("--tracking-uri", default=None, help="MLflow tracking URI to register into")
     audit = commands.add_parser("audit", help="every version with its lineage, and the promotion history")
     audit.add_argument("model_name", help="registered model name")
     audit.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
@@ -216,6 +224,29 @@ def audit(args: argparse.Namespace) -> None:
     from dmn.audit import audit as describe
 
     print(describe(args.model_name, args.tracking_uri), end="")
+
+
+def export(args: argparse.Namespace) -> None:
+    from dmn.transfer import digest_line, export_version
+
+    manifest = export_version(args.model_uri, args.file, args.tracking_uri)
+    source = manifest["source"]
+    print(f"exported {source['name']} version {source['version']} ({len(manifest['files'])} files) to {args.file}")
+    print(digest_line(args.file))
+
+
+def import_file(args: argparse.Namespace) -> None:
+    from dmn.transfer import import_version
+
+    version, manifest = import_version(args.file, args.model_name, args.tracking_uri)
+    source = manifest["source"]
+    print(f"imported {args.file} (all {len(manifest['files'])} digests verified)")
+    print(
+        f"registered {version.name} version {version.version} (the challenger), from {source['tracking_uri']} "
+        f"models:/{source['name']}/{source['version']}"
+    )
+    tracking = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+    print(f"To promote it: dmn promote {version.name} --version {version.version}{tracking}")
 
 
 def promote(args: argparse.Namespace) -> int:
@@ -363,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             "audit": audit,
             "evaluate": evaluate,
             "schedule": schedule,
+            "export": export,
+            "import": import_file,
         }[args.command](args)
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -39,7 +39,7 @@ SCHEMA = pa.schema(
 class BabiRunConfig(RunConfig):
     """Everything one `dmn run babi` needs; also the parameters of the Prefect flow."""
 
-    babi_tasks: list[int] = Field(default_factory=lambda: [1], description="bAbI task ids 1-20 to train.")
+    babi_tasks: list[int] = Field([1], description="bAbI task ids 1-20 to train.")
     size: Literal["1k", "10k"] = Field("1k", description="Training set size.")
     source: str = Field(
         "bundled",
@@ -49,7 +49,7 @@ class BabiRunConfig(RunConfig):
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
-        default_factory=lambda: {3: 130},
+        {3: 130},
         description="Per-bAbI-task override of max_sentences, as {bAbI task: N} (task 3 needs 130, as the paper).",
     )
 

@@ -35,10 +35,10 @@ class RunConfig(BaseModel):
     )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own default).")
     model_name: str = Field(description="Registered model name in MLflow (default: dmn-<application>).")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="The DMN: architecture, modules, sizes.")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="The training protocol of each model.")
+    model: ModelConfig = Field(ModelConfig(), description="The DMN: architecture, modules, sizes.")
+    train: TrainConfig = Field(TrainConfig(), description="The training protocol of each model.")
     distributed: DistributedConfig = Field(
-        default_factory=DistributedConfig,
+        DistributedConfig(),
         description="Data-parallel training through torch.distributed's elastic launcher (torchrun's options).",
     )
     concurrency: int = Field(1, ge=1, description="Units (or seeds) trained at the same time.")

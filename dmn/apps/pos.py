@@ -44,7 +44,7 @@ class PosRunConfig(RunConfig):
     """Everything one `dmn run pos` needs; also the parameters of the Prefect flow."""
 
     tagsets: list[Literal["ptb"]] = Field(
-        default_factory=lambda: list(TAGSETS),
+        list(TAGSETS),
         description="Tag sets, one model each: 'ptb', the Penn Treebank's tags (WSJ files, or CoNLL-U's XPOS).",
     )
     source: str = Field(
@@ -55,11 +55,11 @@ class PosRunConfig(RunConfig):
     source_sha256: str | None = Field(None, description="Expected sha256 of an archive source.")
     model_name: str = Field("dmn-pos", description="Registered model name in MLflow.")
     model: ModelConfig = Field(
-        default_factory=lambda: ModelConfig(passes=1, answer="tags"),
+        ModelConfig(passes=1, answer="tags"),
         description="The DMN (the answer is a tag per word).",
     )
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(max_epochs=60, patience=8, batch_size=32, bucket_by_length=True),
+        TrainConfig(max_epochs=60, patience=8, batch_size=32, bucket_by_length=True),
         description="Training (an epoch of the WSJ sample is about 3,400 sentences).",
     )
 

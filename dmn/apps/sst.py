@@ -48,7 +48,7 @@ class SstRunConfig(RunConfig):
     """Everything one `dmn run sst` needs; also the parameters of the Prefect flow."""
 
     granularities: list[Literal["fine", "binary"]] = Field(
-        default_factory=lambda: list(GRANULARITIES),
+        list(GRANULARITIES),
         description="Which to train: 'fine' (5 classes) and/or 'binary' (neutral dropped), one model each.",
     )
     source: str = Field(
@@ -59,11 +59,11 @@ class SstRunConfig(RunConfig):
     source_sha256: str | None = Field(None, description="Expected sha256 of an archive source.")
     model_name: str = Field("dmn-sst", description="Registered model name in MLflow.")
     model: ModelConfig = Field(
-        default_factory=lambda: ModelConfig(passes=2, answer="class"),
+        ModelConfig(passes=2, answer="class"),
         description="The DMN (Kumar et al. 2016 found 2 passes best for sentiment; the answer is one class).",
     )
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(max_epochs=30, patience=5, bucket_by_length=True),
+        TrainConfig(max_epochs=30, patience=5, bucket_by_length=True),
         description="Training (an epoch of phrase-level training is about 160,000 phrases: fewer, longer epochs).",
     )
     phrases: bool = Field(
