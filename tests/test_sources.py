@@ -93,3 +93,12 @@ def test_hub_source_reads_the_same_questions_as_the_files(tmp_path, babi_en):
             strip = [(q.story, q.question, q.answer, q.supporting) for q in parse_babi_file(original)]
             assert [(q.story, q.question, q.answer, q.supporting) for q in parse_babi_file(converted)] == strip
     assert raw.size == "1k"
+
+
+def test_a_hub_dataset_with_only_a_loading_script_names_the_other_sources(tmp_path):
+    hub = tmp_path / "babi_qa"
+    hub.mkdir()
+    (hub / "babi_qa.py").write_text("import datasets\n")  # as facebook/babi_qa on the hub: a script, no data files
+    with pytest.raises(DataError, match="only a loading script.*a folder of bAbI files or the release tarball"):
+        ingest_babi(f"hf:{hub}", "1k", tmp_path / "data")
+    assert not (tmp_path / "data" / "raw").exists() or not any((tmp_path / "data" / "raw").iterdir())

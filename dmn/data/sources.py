@@ -134,6 +134,15 @@ def download_from_hub(name: str, size: str, destination: Path) -> Path:
             raise DataError(f"hf:{name}", f"cannot load config {config}: {error}") from error
         except (ConnectionError, TimeoutError) as error:
             raise TransientSourceError(f"hf:{name}: {error}") from error
+        except RuntimeError as error:  # datasets >= 4 no longer runs loading scripts (facebook/babi_qa has one)
+            if "scripts are no longer supported" not in str(error):
+                raise
+            raise DataError(
+                f"hf:{name}",
+                f"the dataset has only a loading script, which the installed datasets {datasets.__version__} no "
+                f"longer runs; use --source with a folder of bAbI files or the release tarball instead (path or URL, "
+                f"e.g. {OFFICIAL_URL})",
+            ) from None
         for split in ("train", "test"):
             with open(destination / f"qa{babi_task}_hub_{split}.txt", "w", encoding="utf-8") as out:
                 for row in splits[split]:
