@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import bucket_keys, free_port, s3_uri
 
 ROOT = Path(__file__).resolve().parents[1]
+PLACES = ["kitchen", "garden", "office", "hallway", "bathroom", "bedroom"]
 BIN = Path(sys.executable).parent
 
 
@@ -104,7 +106,8 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
             "data_root": data_root,
             "model": {"hidden_size": 16},
             "train": {"max_epochs": 2, "batch_size": 64},
-        }
+        },
+        "gate": {"first_max_error": 0.9},  # two epochs of a tiny model: a low bar, set in the run's form
     }
     script = textwrap.dedent(
         f"""
@@ -182,3 +185,25 @@ def test_champion_answers_over_http_from_mlflow_models_serve(servers):
     )
     assert predictions == json.loads(_run(env, sys.executable, "-c", script, story).strip().splitlines()[-1])
     assert len(predictions) == 1 and isinstance(predictions[0], str)
+
+    def invoke(payload: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    rows = [[f"Mary went to the {place}.\nJohn moved to the garden.", "Where is Mary?"] for place in PLACES * 10]
+    batch = {"dataframe_split": {"columns": ["story", "question"], "data": rows}}
+    status, answered = invoke({**batch, "params": {"details": True}})
+    assert status == 200 and len(answered["predictions"]) == len(rows)
+    first = answered["predictions"][0]
+    assert set(first) == {"answer", "probability", "babi_task", "unknown_words", "facts"} and first["facts"] == 2
+    alone = [invoke({"dataframe_split": {"columns": ["story", "question"], "data": [row]}})[1] for row in rows[:6]]
+    assert [a["predictions"][0] for a in alone] == [p["answer"] for p in answered["predictions"][:6]]
+    status, refused = invoke({"dataframe_split": {"columns": ["story", "question"], "data": [[story, None]]}})
+    assert status == 400 and "row 0: question: empty (null)" in refused["message"]
+    assert "Traceback" not in json.dumps(refused) and "stack_trace" not in refused
