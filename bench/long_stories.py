@@ -11,15 +11,13 @@ file's. Prints one JSON line (and writes it with --results): accuracy near the e
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 import warnings
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from emit import emit, model_parser
 
 from dmn.data.babi import parse_babi_file
 from dmn.data.vocab import tokenize
@@ -44,12 +42,8 @@ def long_stories(babi_file: Path, count: int, seed: int = 0) -> tuple[pd.DataFra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", required=True)
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--babi-file", type=Path, required=True, help="a bAbI test file of the model's task")
+    parser = model_parser(__doc__)
     parser.add_argument("--stories", type=int, default=200)
-    parser.add_argument("--results", type=Path, default=None, help="also write the JSON line here")
     args = parser.parse_args()
 
     mlflow.set_tracking_uri(args.tracking_uri)
@@ -69,13 +63,8 @@ def main() -> None:
             )
             for near in ("end", "start")
         },
-        "command": "python bench/long_stories.py " + " ".join(sys.argv[1:]),
     }
-    line = json.dumps(result)
-    print(line)
-    if args.results:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(line + "\n")
+    emit(result, args.results)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,8 @@ N-row answers equal the answers of each row alone.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -20,6 +18,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from emit import emit, model_parser
 
 from dmn.data.babi import parse_babi_file
 
@@ -40,13 +40,9 @@ def _post(url: str, rows: list[list[str]]) -> tuple[float, list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", required=True)
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--babi-file", type=Path, required=True, help="a bAbI test file of the model's task")
+    parser = model_parser(__doc__)
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--results", type=Path, default=None, help="also write the JSON line here")
     args = parser.parse_args()
 
     questions = parse_babi_file(args.babi_file)[: args.rows]
@@ -86,14 +82,8 @@ def main() -> None:
         "rows_per_s": round(len(rows) / many, 1),
         "same_answers_as_alone": list(answers[0]) == alone,
         "accuracy": round(sum(a == q.answer for a, q in zip(answers[0], questions)) / len(rows), 4),
-        "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
-        "command": "python bench/serving_speed.py " + " ".join(sys.argv[1:]),
     }
-    line = json.dumps(result)
-    print(line)
-    if args.results:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(line + "\n")
+    emit(result, args.results)
 
 
 if __name__ == "__main__":
