@@ -19,11 +19,11 @@ class Gate(BaseModel):
         0.0, ge=0, le=1, description="Accuracy a unit (a bAbI task...) may lose against the champion (0 to 1)."
     )
     first_max_error: float | None = Field(
-        0.5,
+        None,
         ge=0,
         le=1,
-        description="A first champion (none yet) has at most this mean test error over its units (0 to 1); "
-        "empty: no bar.",
+        description="A first champion (none yet) has at most this mean test error over its units (0 to 1; 1: "
+        "no bar); empty: the application's (bAbI 0.5, sentiment 0.6, tagging 0.1).",
     )
     first_max_failed: int | None = Field(
         None,

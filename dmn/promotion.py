@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dmn.apps import application
 from dmn.errors import ConfigError
 from dmn.operations_config import Gate, PromotionConfig
 from dmn.report import unit_results
@@ -99,11 +100,16 @@ def compare(candidate: dict, champion: dict, tolerance: float) -> tuple[bool, st
 def first_champion_bar(report: dict, gate: Gate) -> tuple[bool, str]:
     """(passes, reason) of a first champion's absolute bar: its mean test error and failed units."""
     rows = unit_results(report)
+    if not rows:
+        raise ConfigError("the version's report holds no unit: nothing to judge a first champion on")
     mean_error = sum(1 - r["accuracy"] for r in rows) / len(rows)
     failed = [r["unit"] for r in rows if r.get("failed")]
-    if gate.first_max_error is not None and mean_error > gate.first_max_error:
+    bar = gate.first_max_error
+    if bar is None:  # reports before applications had names: bAbI
+        bar = application(report.get("application", "babi")).first_max_error
+    if mean_error > bar:
         return False, f"no champion yet, and a first champion's mean error {mean_error:.2%} is above the bar " + (
-            f"{gate.first_max_error:.2%} (first_max_error)"
+            f"{bar:.2%} (first_max_error)"
         )
     if gate.first_max_failed is not None and len(failed) > gate.first_max_failed:
         return False, f"no champion yet, and a first champion fails {len(failed)} units {failed}, more than " + (
@@ -180,7 +186,10 @@ def apply_promotion(config: PromotionConfig) -> Decision:
 def promote_if_first(name: str, version: str, gate: Gate, tracking_uri: str | None = None) -> Decision | None:
     """A newly registered version of a model with no champion yet: `promote` (the first champion's bar);
     None when there is a champion (a later version stays challenger until it is promoted)."""
-    if alias_version(_client(tracking_uri), name, CHAMPION) is not None:
+    champion = alias_version(_client(tracking_uri), name, CHAMPION)
+    if champion == str(version):  # a retry after this promotion succeeded: its decision
+        return next(Decision(**d) for d in history(name, tracking_uri) if d["version"] == str(version))
+    if champion is not None:
         return None
     return promote(name, version, gate=gate, tracking_uri=tracking_uri)
 

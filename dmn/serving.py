@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
@@ -65,30 +66,33 @@ class DMNModel(mlflow.pyfunc.PythonModel):
 
     def _model_for(self, unit) -> int | str:
         name = self.app.unit_name
-        if unit is None or pd.isna(unit):
+        if _scalar(unit) and not _given(unit):  # no unit given
             if len(self.models) > 1:
                 raise ConfigError(f"{name} is needed: this version holds {name} {sorted(self.models)}")
             return next(iter(self.models))
-        try:
-            typed = self.app.unit_type(unit)
-        except (TypeError, ValueError):
-            typed = None
-        if isinstance(unit, float) and not unit.is_integer():  # 2.5 is not bAbI task 2
-            typed = None
+        typed = None
+        if _scalar(unit) and not isinstance(unit, bool) and not (isinstance(unit, float) and not unit.is_integer()):
+            try:  # 2.5 is not bAbI task 2, nor True task 1
+                typed = self.app.unit_type(unit)
+            except (TypeError, ValueError, OverflowError):
+                pass
         if typed not in self.models:
             raise ConfigError(f"{name} {unit!r} is not in this version (has {sorted(self.models)})")
         return typed
 
     def answer(self, request: dict, unit=None) -> Answer:
         """One request row (the application's columns) -> its answer and the attention of every pass."""
-        return self.answer_rows([request], [unit])[0]
+        try:
+            return self.answer_rows([request], [unit])[0]
+        except ConfigError as error:  # one request: no row to name
+            raise ConfigError(str(error).removeprefix("row 0: ")) from None
 
     @torch.no_grad()
     def answer_rows(self, requests: list[dict], units: list) -> list[Answer]:
         """Request rows -> their answers, batched per unit; ConfigError naming the row (counted from 0) and the
         column of a bad one. Warns (UnknownWordsWarning) once per row holding words its model never saw."""
         parsed = []
-        for i, (request, unit) in enumerate(zip(requests, units)):
+        for i, (request, unit) in enumerate(zip(requests, units, strict=True)):
             try:
                 parsed.append((self._model_for(unit), self.app.parse_request(request)))
             except ConfigError as error:
@@ -105,7 +109,7 @@ class DMNModel(mlflow.pyfunc.PythonModel):
             if answer.unknown_words:
                 where = f"row {i}: " if len(answers) > 1 else ""
                 words = ", ".join(answer.unknown_words)
-                warnings.warn(f"{where}words the model never saw, read as unknown: {words}", UnknownWordsWarning, 3)
+                warnings.warn(f"{where}words the model never saw in training: {words}", UnknownWordsWarning, 3)
         return answers
 
     def _answer_batch(self, unit, rows: list[dict]) -> list[Answer]:
@@ -167,8 +171,11 @@ class DMNModel(mlflow.pyfunc.PythonModel):
         requests = []
         for i, row in enumerate(model_input[columns].to_dict("records")):
             for column in self.app.request_columns:
-                if column.required and not _given(row[column.name]):
+                value = row.get(column.name)
+                if column.required and not _given(value):
                     raise ConfigError(f"row {i}: {column.name}: empty (null); a {column.kind} is needed")
+                if column.kind == "string" and _given(value) and not isinstance(value, str):
+                    raise ConfigError(f"row {i}: {column.name}: a string is needed, got {type(value).__name__}")
             requests.append({key: value for key, value in row.items() if _given(value)})
         unit_name = self.app.unit_name
         units = list(model_input[unit_name]) if unit_name in model_input else [None] * len(model_input)
@@ -187,8 +194,11 @@ def _answer_length(ids: torch.Tensor, kind: str) -> int:
     return int(ends[0]) + 1 if len(ends) else len(ids)
 
 
+def _scalar(value) -> bool:
+    """One value (numpy's scalars too), not a list, a mapping or an array."""
+    return not isinstance(value, list | tuple | dict | set) and np.ndim(value) == 0
+
+
 def _given(value) -> bool:
-    """False for a missing cell (None, NaN, pandas' NA)."""
-    if isinstance(value, list | tuple) or hasattr(value, "__array__"):
-        return True
-    return not pd.isna(value)
+    """False for a missing cell (None, NaN, pandas' NA); a list or an array is given."""
+    return not _scalar(value) or not pd.isna(value)

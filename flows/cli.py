@@ -108,6 +108,16 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     )
     name = config_type.model_fields["model_name"].default
     parser.add_argument("--model-name", default=name, help=f"registered model name (default {name})")
+    _add_gate_options(parser)
+
+
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """The fields of `Gate`: what a version must clear to become champion."""
+    group = parser.add_argument_group("promotion gate")
+    for name, field in Gate.model_fields.items():
+        kind = int if name == "first_max_failed" else float
+        help_text = field.description.replace("%", "%%")  # argparse formats help with %
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=field.default, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,12 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="gate the challenger (or --version) and move the champion alias")
     promote.add_argument("model_name", help="registered model name, e.g. dmn-babi")
     promote.add_argument("--version", default=None, help="version to promote (default: the challenger)")
-    promote.add_argument("--tolerance", type=float, default=0.0, help="accuracy a task may lose (default 0)")
-    for name, field in Gate.model_fields.items():
-        if name.startswith("first_"):
-            kind = float if field.annotation == float | None else int
-            option = f"--{name.replace('_', '-')}"
-            promote.add_argument(option, type=kind, default=field.default, help=field.description)
+    _add_gate_options(promote)
     promote.add_argument("--force", action="store_true", help="promote without the gate (needs --reason)")
     promote.add_argument("--reason", default=None, help="why, recorded with the decision")
     promote.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
@@ -309,7 +314,7 @@ def run_application(args: argparse.Namespace) -> None:
     from dmn.report import report_markdown
 
     module, name = FLOWS[args.application]
-    outcome = getattr(importlib.import_module(module), name)(config_from_args(args))
+    outcome = getattr(importlib.import_module(module), name)(config_from_args(args), Gate(**_fields(args, Gate)))
     version = outcome["version"]
     if version is None:
         print(f"node {args.node_rank}: training done; node 0 evaluates and registers")
@@ -322,15 +327,23 @@ def run_application(args: argparse.Namespace) -> None:
 
 def next_steps(args: argparse.Namespace, version, decision) -> str:
     """What the run did to the aliases, and the commands that promote, ask and serve the version."""
+    from mlflow.tracking import MlflowClient
+
     from dmn.apps import application
+    from dmn.promotion import CHAMPION, alias_version
 
     tracking = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
-    if decision is not None and decision.promoted:
-        lines = [f"Champion: version {version.version} ({decision.reason})."]
+    client = MlflowClient(args.tracking_uri) if args.tracking_uri else MlflowClient()
+    champion = alias_version(client, version.name, CHAMPION)
+    if champion == version.version:
+        lines = [f"Champion: version {version.version}" + (f" ({decision.reason})." if decision else ".")]
     else:
-        why = f"not champion: {decision.reason}" if decision is not None else "the model has a champion"
+        if decision is not None:
+            why = f"not champion: {decision.reason}"
+        else:
+            why = f"the champion is version {champion}" if champion else "no champion"
         lines = [
-            f"Challenger only ({why}). To promote it: dmn promote {version.name} --version {version.version}"
+            f"Not champion ({why}). To promote it: dmn promote {version.name} --version {version.version}"
             f"{tracking}   (add --force --reason TEXT to skip the gate)"
         ]
     columns = {column.name for column in application(args.application).request_columns}

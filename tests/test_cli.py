@@ -51,7 +51,7 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert MlflowClient(tracking).get_model_version("cli-test", "1").tags["units"] == "1"
     # two epochs: below the first champion's bar (at most 50 % mean error), so the run says how to promote
-    assert "Challenger only (not champion: no champion yet, and a first champion's mean error" in done.stdout
+    assert "Not champion (not champion: no champion yet, and a first champion's mean error" in done.stdout
     assert f"dmn promote cli-test --version 1 --tracking-uri {tracking}" in done.stdout
     assert "Ask it:   dmn ask models:/cli-test/1 --story story.txt" in done.stdout
     refused = dmn("promote", "cli-test", "--tracking-uri", tracking, prefect_api=prefect_api, cwd=tmp_path)
@@ -118,7 +118,7 @@ def test_ask_answers_and_shows_the_attention_of_every_pass(trained, tmp_path):
         "--tracking-uri",
         config.tracking_uri,
     )
-    assert warned.returncode == 0 and "warning: words the model never saw, read as unknown: zorro" in warned.stderr
+    assert warned.returncode == 0 and "warning: words the model never saw in training: zorro" in warned.stderr
     assert "probability 0." in lines[0] or "probability 1.000" in lines[0]
 
 

@@ -76,6 +76,24 @@ def test_words_the_model_never_saw_come_with_the_answer(model):
             "row 1: babi_task 7 is not in this version",
         ),  # fmt: skip
         (pd.DataFrame({"story": ["Mary went home."]}), r"missing inputs \['question'\]"),  # MLflow's schema check
+        (
+            pd.DataFrame({"story": [["Mary went home.", "John left."]], "question": ["Where is Mary?"]}),
+            "row 0: story: a string is needed, got list",
+        ),
+        (
+            pd.DataFrame(
+                {
+                    "story": ["Mary went home."] * 3,
+                    "question": ["Where is Mary?"] * 3,
+                    "babi_task": pd.Series([1, float("inf"), 1], dtype=object),
+                }
+            ),
+            "row 1: babi_task inf is not",
+        ),
+        (
+            pd.DataFrame({"story": ["Mary went home."], "question": ["Where is Mary?"], "babi_task": [True]}),
+            "row 0: babi_task True is not in this version",
+        ),
     ],
 )
 def test_a_bad_request_names_the_column_and_the_row(model, frame, message):

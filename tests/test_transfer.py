@@ -44,6 +44,8 @@ def test_a_version_moves_to_another_registry_with_its_lineage_and_answers_the_sa
     assert str(client.get_model_version_by_alias("moved", "challenger").version) == version.version
     assert client.get_run(registered.run_id).data.metrics["babi_task_1.test_accuracy"] >= 0.95
     assert _predict(other, "models:/moved/1") == _predict(config.tracking_uri, f"models:/{config.model_name}/1")
+    again, _ = import_version(exported, "moved", other)  # the same file again: its version, nothing new
+    assert (again.version, again.created) == ("1", False) and len(client.search_model_versions("name = 'moved'")) == 1
 
 
 def test_a_corrupted_or_foreign_file_is_refused_and_nothing_is_registered(trained, tmp_path, monkeypatch):
@@ -67,4 +69,8 @@ def test_a_corrupted_or_foreign_file_is_refused_and_nothing_is_registered(traine
         import_version(corrupted, "moved", other)
     with pytest.raises(DataError, match="not a dmn export: manifest.json is missing"):
         import_version(foreign, "moved", other)
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    with pytest.raises(DataError, match="truncated.tar.gz: not a readable tar or zip archive"):
+        import_version(truncated, "moved", other)
     assert MlflowClient(other).search_registered_models() == []

@@ -94,6 +94,7 @@ class Application:
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
     per_class: bool  # report per-class precision and recall and the confusions (sentiment labels, tags)
     pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention
+    first_max_error: float  # a first champion's mean test error is at most this (Gate.first_max_error's default)
     audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
     # a unit's settings -> those of served requests (bAbI: no story cut, a request's story is read whole)
     serving_settings: Callable[[dict], dict] = dict

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -48,8 +50,8 @@ def extract_archive(archive: Path, destination: Path, wanted: Callable[[str], bo
                     raise DataError(archive, f"member {member.name!r} is a link or device, refused")
             chosen = [m for m in members if m.isfile() and wanted(PurePosixPath(m.name).name)]
             tarred.extractall(destination, members=chosen, filter="data")
-    except tarfile.TarError as error:
-        raise DataError(archive, f"not a readable tar or zip archive ({error})") from error
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:  # not an archive, or cut short
+        raise DataError(archive, f"not a readable tar or zip archive ({error or type(error).__name__})") from None
     return destination
 
 
