@@ -116,10 +116,11 @@ def per_class_lines(row: dict, unit_title: str, top: int = 10) -> list[str]:
             recall = _percent(confusion[i][i] / support[i] if support[i] else None)
             lines.append(f"| {classes[i]} | {precision} | {recall} | {support[i]} |")
     lines.append("")
-    if len(classes) <= 10:
+    seen = [i for i in range(len(classes)) if support[i] or predicted[i]]  # binary SST: 0 and 1 of the 5 labels
+    if len(seen) <= 10:
         lines += ["Confusion matrix (rows: true, columns: predicted):", ""]
-        lines += ["| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-        lines += [f"| {c} | " + " | ".join(map(str, r)) + " |" for c, r in zip(classes, confusion)]
+        lines += ["| | " + " | ".join(classes[i] for i in seen) + " |", "|---|" + "---:|" * len(seen)]
+        lines += [f"| {classes[t]} | " + " | ".join(str(confusion[t][p]) for p in seen) + " |" for t in seen]
     else:
         pairs = sorted(
             ((n, classes[t], classes[p]) for t, r in enumerate(confusion) for p, n in enumerate(r) if t != p and n),
