@@ -166,7 +166,7 @@ def test_pos_flow_tags_registers_and_serves_tags_aligned_with_words(
     code = main(["ask", version.uri, "--sentence", "It rose (sharply).", "--tracking-uri", config.tracking_uri])
     shown = capsys.readouterr().out.splitlines()
     assert (
-        code == 0 and shown[0].startswith("answer: It/") and "-LRB-/" in shown[0] and "(tag set ptb model)" in shown[0]
+        code == 0 and shown[0].startswith("answer: It/") and "-LRB-/" in shown[0] and "; tag set ptb model)" in shown[0]
     )
 
     code = main(["evaluate", version.uri, "--source", str(source), "--data-root", str(tmp_path / "data"),

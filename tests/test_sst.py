@@ -136,7 +136,7 @@ def test_sst_flow_trains_both_granularities_registers_and_serves(prefect_api, ss
                  "--tracking-uri", config.tracking_uri])  # fmt: skip
     shown = capsys.readouterr().out.splitlines()
     assert code == 0 and shown[0].split()[:2] in (["answer:", "0"], ["answer:", "1"])
-    assert "(SST binary model)" in shown[0] and "pass 2" in shown[2]
+    assert "; SST binary model)" in shown[0] and "(probability 0." in shown[0] and "pass 2" in shown[2]
     assert [line.split()[-1] for line in shown[3:]] == ["A", "-LRB-", "truly", "-RRB-", "witty", "film", "."]
 
 
