@@ -146,3 +146,24 @@ def test_every_application_has_its_run_command_and_help(application, capsys):
     shown = capsys.readouterr().out
     assert exit_status.value.code == 0 and f"usage: dmn run {application}" in shown
     assert "--model {dmn+,dmn}" in shown and "--source" in shown and "--word-vectors" in shown
+
+
+def test_the_run_forms_show_every_default_and_describe_every_field():
+    """The parameter schemas Prefect builds for the UI's Run forms (what `prefect deploy` sends)."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.operations import retrain_flow
+    from flows.pos import pos_flow
+    from flows.sst import sst_flow
+
+    retrain = parameter_schema(retrain_flow.fn).model_dump_for_openapi()
+    babi = retrain["definitions"]["BabiRunConfig"]["properties"]
+    assert babi["max_sentences_by_task"]["default"] == {"3": 130} and babi["babi_tasks"]["default"] == [1]
+    sst = parameter_schema(sst_flow.fn).model_dump_for_openapi()["definitions"]["SstRunConfig"]["properties"]
+    assert sst["model"]["default"]["passes"] == 2 and sst["train"]["default"]["max_epochs"] == 30
+    pos = parameter_schema(pos_flow.fn).model_dump_for_openapi()["definitions"]["PosRunConfig"]["properties"]
+    assert pos["model"]["default"]["answer"] == "tags"
+    for schema in (retrain, parameter_schema(sst_flow.fn).model_dump_for_openapi()):
+        for name, definition in schema["definitions"].items():
+            undescribed = [field for field, spec in definition["properties"].items() if not spec.get("description")]
+            assert not undescribed, (name, undescribed)
