@@ -89,6 +89,12 @@ class TrainConfig(BaseModel):
         description="Batch examples of similar length together (windows of 50 batches sorted by length, the batches "
         "shuffled): less padding on data of mixed lengths (SST phrases, sentences); off: the paper's plain shuffle.",
     )
+    lengthen_stories: bool = Field(
+        False,
+        description="Also train on each story lengthened up to the story cut with sentences of other stories that "
+        "share no word with its question but the common ones (robust to long stories; keeps the answers only "
+        "where sentences about the question's subject alone decide them, as bAbI task 1: dmn/data/lengthen.py).",
+    )
     seed: int = Field(0, description="Seed of initialisation, dropout and shuffling.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
     supervise_gates: bool = Field(

@@ -17,6 +17,7 @@ from dmn.apps.base import Application
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import Examples
+from dmn.data.lengthen import lengthen_stories
 from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
 from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
@@ -72,6 +73,8 @@ def train_unit(
         train_rows, valid_rows = split_validation(train_rows, train_config.valid_fraction)
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
     sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
+    if train_config.lengthen_stories:
+        train_rows = lengthen_stories(train_rows, settings.get("sentence_limit") or 0, train_config.seed)
     train_data = app.encode(train_rows, vocab, settings, kind)
     result = train_dmn(
         train_data,

@@ -76,6 +76,12 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         default=None,
         help="also train each pass's gates on that pass's supporting fact (Kumar et al. 2016's bAbI protocol)",
     )
+    parser.add_argument(
+        "--lengthen-stories",
+        action="store_true",
+        default=None,
+        help="also train on stories lengthened with other stories' sentences (see TrainConfig.lengthen_stories)",
+    )
     parser.add_argument("--hidden", dest="hidden_size", type=int, help="embedding and hidden size")
     parser.add_argument(
         "--word-vectors",

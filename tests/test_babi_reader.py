@@ -73,3 +73,27 @@ def test_missing_test_file_is_named(tmp_path, babi_en):
     (tmp_path / name).write_bytes((babi_en / name).read_bytes())
     with pytest.raises(DataError, match="bAbI task 1: the test file is missing"):
         find_babi_files(tmp_path, "1k")
+
+
+def test_lengthened_stories_keep_their_sentences_in_order_and_add_none_about_the_question(babi_en):
+    from dmn.apps.babi import _task_table
+    from dmn.data.babi import find_babi_files
+    from dmn.data.lengthen import lengthen_stories
+
+    files, _ = find_babi_files(babi_en, "1k")
+    rows = [r for r in _task_table(files, 1).to_pylist() if r["split"] == "train"][:300]
+    out = lengthen_stories(rows, 70, seed=0)
+    assert out[:300] == rows and len(out) == 600
+    for original, longer in zip(rows, out[300:]):
+        assert longer["question"] == original["question"] and longer["answer"] == original["answer"]
+        assert len(original["story"]) <= len(longer["story"]) <= 70
+        kept = iter(longer["story"])
+        assert all(sentence in kept for sentence in original["story"])  # a subsequence: the order is kept
+        assert [longer["story"][i] for i in longer["supporting"]] == [
+            original["story"][i] for i in original["supporting"]
+        ]
+        subject = original["question_tokens"][-1]  # "where is mary" -> mary
+        added = sum(subject in tokens for tokens in longer["story_tokens"]) - sum(
+            subject in tokens for tokens in original["story_tokens"]
+        )
+        assert added == 0
