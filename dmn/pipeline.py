@@ -17,10 +17,10 @@ from dmn.apps.base import Application
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.batching import Examples
-from dmn.data.lengthen import lengthen_stories
 from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
 from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
+from dmn.errors import ConfigError
 from dmn.evaluate import evaluate
 from dmn.models import ModelSizes
 from dmn.train import resolve_device, split_validation, train_dmn, world
@@ -74,7 +74,9 @@ def train_unit(
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
     sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
     if train_config.lengthen_stories:
-        train_rows = lengthen_stories(train_rows, settings.get("sentence_limit") or 0, train_config.seed)
+        if app.lengthen is None:
+            raise ConfigError(f"train.lengthen_stories: {app.name} has no stories to lengthen (bAbI has)")
+        train_rows = app.lengthen(train_rows, settings, train_config.seed)
     train_data = app.encode(train_rows, vocab, settings, kind)
     result = train_dmn(
         train_data,

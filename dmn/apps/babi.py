@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from dmn.apps.base import Application, Column, RunConfig
 from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.batching import Examples, encode_stories
+from dmn.data.lengthen import lengthen_stories
 from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.sources import RawBabi, ingest_babi, source_fingerprint
 from dmn.data.vocab import Vocabulary, tokenize
@@ -221,4 +222,5 @@ APPLICATION = Application(
     first_max_error=0.5,  # a task-1 model of `make run` clears it; a model of 2 epochs does not
     audit_view=lambda row: (row["story"], row["question"], row["answer"]),
     serving_settings=lambda settings: {**settings, "sentence_limit": None},
+    lengthen=lambda rows, settings, seed: lengthen_stories(rows, settings["sentence_limit"], seed),
 )

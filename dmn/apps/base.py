@@ -98,6 +98,8 @@ class Application:
     audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
     # a unit's settings -> those of served requests (bAbI: no story cut, a request's story is read whole)
     serving_settings: Callable[[dict], dict] = dict
+    # (training rows, settings, seed) -> the rows and lengthened copies (TrainConfig.lengthen_stories); None: no
+    lengthen: Callable[[list[dict], dict, int], list[dict]] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
