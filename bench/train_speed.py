@@ -4,6 +4,7 @@ fine or binary, the tagger), on the pipeline's own model and data path.
     python bench/train_speed.py --babi-task 1 --size 1k --batch-size 100 --hidden 80 --passes 3 --epochs 2
     python bench/train_speed.py --application sst --unit binary --batch-size 128 --passes 2 --epochs 1
     python bench/train_speed.py --application pos --unit ptb --batch-size 32 --passes 1 --epochs 2
+    python bench/train_speed.py --application vqa --unit shapes --batch-size 64 --passes 3 --epochs 1
 
 prints one JSON line; with --results FILE the line is also stored in FILE (a JSON object keyed by the
 configuration), which is how bench/results/train_speed.json is written.
@@ -68,7 +69,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_root:
         dataset = app.tokenise(app.ingest(config, data_root), data_root)
         vocab = dataset.vocabulary()
-        train = app.encode(dataset.read(unit, "train"), vocab, settings, kind)
+        rows = dataset.read(unit, "train")
+        if app.augment is not None:  # the rows the pipeline trains on (visual QA: and their changed copies)
+            rows = app.augment(rows, settings, train_config.seed)
+        train = app.encode(rows, vocab, settings, kind)
         test = app.encode(dataset.read(unit, "test"), vocab, settings, kind)
     model_config = config.model
     job = (train, test, model_config, train_config, ModelSizes(len(vocab.words), vocab.answer_size(kind)))

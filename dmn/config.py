@@ -24,11 +24,12 @@ class ModelConfig(BaseModel):
         description="'dmn+' (Xiong et al. 2016: input fusion, attention GRU) or 'dmn' (Kumar et al. 2016: word GRU "
         "input, gated GRU episodes, GRU answer decoder).",
     )
-    input: Literal["auto", "sentences", "words"] = Field(
+    input: Literal["auto", "sentences", "words", "regions"] = Field(
         "auto",
         description="Input module: 'sentences' (positional encoding and bi-GRU input fusion over the sentences) or "
-        "'words' (one GRU over all the story's words, a fact at each sentence's end); 'auto' takes the "
-        "architecture's own (dmn+: sentences, dmn: words).",
+        "'words' (one GRU over all the story's words, a fact at each sentence's end), or 'regions' (images: a CNN "
+        "per image region, then input fusion; visual QA); 'auto' takes the architecture's own (dmn+: sentences, "
+        "dmn: words) or the application's (visual QA: regions).",
     )
     answer: Literal["auto", "class", "sequence", "tags"] = Field(
         "auto",
@@ -51,7 +52,7 @@ class ModelConfig(BaseModel):
     )
 
     @property
-    def input_kind(self) -> Literal["sentences", "words"]:
+    def input_kind(self) -> Literal["sentences", "words", "regions"]:
         """The configured input module, or the architecture's own for 'auto' (dmn+: sentences, dmn: words)."""
         if self.input != "auto":
             return self.input

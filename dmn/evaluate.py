@@ -48,10 +48,18 @@ def confusion_matrix(answers: torch.Tensor, target: torch.Tensor, classes: int) 
     return torch.bincount(index, minlength=classes * classes).view(classes, classes)
 
 
-def evaluate(model, data: Examples, device="cpu", per_token: bool = False, classes: int | None = None) -> dict:
+def evaluate(
+    model,
+    data: Examples,
+    device="cpu",
+    per_token: bool = False,
+    classes: int | None = None,
+    groups: list[str] | None = None,
+) -> dict:
     """Metrics of `model` on `data`: `accuracy` is the share of examples answered exactly, or with `per_token`
     (tagging) the share of tokens tagged right, then also on the words the vocabulary lacks and per sentence.
-    With `classes` (class or tag answers), also the confusion matrix (rows true, columns predicted)."""
+    With `classes` (class or tag answers), also the confusion matrix (rows true, columns predicted); with
+    `groups` (a name per example: its question type), also the examples and exact accuracy of each group."""
     answers, gates = predict(model, data, device=device)
     exact = exact_match(answers, data.target).float()  # (N,)
     has_support = (data.supporting >= 0).any(-1)  # (N,)
@@ -71,6 +79,12 @@ def evaluate(model, data: Examples, device="cpu", per_token: bool = False, class
         )
     if classes is not None:
         metrics["confusion"] = confusion_matrix(answers, data.target, classes).tolist()
+    if groups is not None:
+        metrics["by_group"] = {
+            name: {"examples": len(members), "accuracy": float(exact[members].mean())}
+            for name in sorted(set(groups))
+            for members in [torch.tensor([g == name for g in groups])]
+        }
     return {
         **metrics,
         "error": 1.0 - metrics["accuracy"],

@@ -1,7 +1,8 @@
 """The audit report of an evaluation: one self-contained HTML file (images embedded), readable offline.
 
 It holds the per-unit table with the delta against the current champion, the failed units, training
-curves, heat maps of the memory's gates per pass for a few test stories, and the lineage: data digest,
+curves, heat maps of the memory's gates per pass for a few test stories (visual QA: drawn over the image's
+regions), and the lineage: data digest,
 code version, configuration, seed, timings and machine.
 """
 
@@ -17,12 +18,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to memory
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dmn.apps.base import Application  # noqa: E402
 from dmn.checkpoint import load_checkpoint  # noqa: E402
 from dmn.config import ModelConfig  # noqa: E402
 from dmn.data.batching import make_batch  # noqa: E402
+from dmn.data.images import snake_order  # noqa: E402
 from dmn.data.parquet import TokenisedData  # noqa: E402
 from dmn.report import unit_results  # noqa: E402
 
@@ -38,6 +41,7 @@ class AttentionExample:
     predicted: str
     supporting: list[int]
     gates: list[list[float]]  # (P, S)
+    image: np.ndarray | None = None  # visual QA: the image (H, W, C), its regions the facts in snake order
 
 
 @torch.no_grad()
@@ -63,6 +67,7 @@ def attention_examples(
                     _text(app.render_answer(output.logits.argmax(-1)[0].tolist(), vocab, kind)),
                     [int(i) for i in data.supporting[0] if i >= 0],
                     output.gates[0].tolist(),
+                    app.audit_image(row) if app.audit_image else None,
                 )
             )
     return examples
@@ -103,6 +108,28 @@ def _heat_map(example: AttentionExample) -> str:
     return _png(figure)
 
 
+def _attention_on_image(example: AttentionExample) -> str:
+    """The image, then per pass its regions shaded by their gates (the facts are the regions in snake order)."""
+    image, gates = example.image, np.asarray(example.gates)  # (H, W, C), (P, R)
+    grid = round(gates.shape[1] ** 0.5)
+    height, width = image.shape[:2]
+    figure, axes = plt.subplots(1, len(gates) + 1, figsize=(2.2 * (len(gates) + 1), 2.6), squeeze=False)
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title("image", fontsize=8)
+    for p, axis in enumerate(axes[0, 1:]):
+        cells = np.zeros((grid, grid))
+        for gate, (row, column) in zip(gates[p], snake_order(grid)):
+            cells[row, column] = gate
+        axis.imshow(image)
+        axis.imshow(cells, cmap="magma", alpha=0.6, vmin=0, vmax=1, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        axis.set_title(f"pass {p + 1} (max {gates[p].max():.2f})", fontsize=8)
+    for axis in axes[0]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(f"{example.question}? {example.answer} (predicted {example.predicted})", fontsize=9)
+    return _png(figure)
+
+
 def render_html(report: dict, histories: dict, examples: list[AttentionExample], champion=None) -> str:
     """The audit report; `champion` is the champion's report, for the deltas (None: no champion)."""
     theirs = {r["unit"]: r["accuracy"] for r in unit_results(champion)} if champion else {}
@@ -128,7 +155,7 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
     anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
     title = f"{report['architecture'].upper()} on {html.escape(report['dataset'])}"
     supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
-    heat_maps = "".join(_heat_map(e) for e in examples)
+    heat_maps = "".join(_heat_map(e) if e.image is None else _attention_on_image(e) for e in examples)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(report["model_name"])}: evaluation</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}

@@ -77,6 +77,8 @@ def train_unit(
         if app.lengthen is None:
             raise ConfigError(f"train.lengthen_stories: {app.name} has no stories to lengthen (bAbI has)")
         train_rows = app.lengthen(train_rows, settings, train_config.seed)
+    if app.augment is not None:
+        train_rows = app.augment(train_rows, settings, train_config.seed)
     train_data = app.encode(train_rows, vocab, settings, kind)
     result = train_dmn(
         train_data,
@@ -107,10 +109,11 @@ def train_unit(
 
 
 def trained_words(data: Examples, vocab: Vocabulary) -> list[str]:
-    """The words a model's training examples hold (its stories and questions): the served model flags the
-    others, since the vocabulary is shared by every unit of a run and one model may never have seen a word
-    that another did."""
-    ids = torch.cat([data.story.unique(), data.question.unique()]).unique().tolist()
+    """The words a model's training examples hold (its stories and questions; with images, its questions): the
+    served model flags the others, since the vocabulary is shared by every unit of a run and one model may never
+    have seen a word that another did."""
+    stories = data.question.new_zeros(0) if data.is_images else data.story.unique()  # pixels are not words
+    ids = torch.cat([stories, data.question.unique()]).unique().tolist()
     return sorted(vocab.words[i] for i in ids if i > UNKNOWN_WORD)
 
 
@@ -123,7 +126,8 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     model.to(device)
     kind = ModelConfig(**meta["model_config"]).answer_kind
     vocab = dataset.vocabulary()
-    data = app.encode(dataset.read(unit, "test"), vocab, meta["settings"], kind)
+    rows = dataset.read(unit, "test")
+    data = app.encode(rows, vocab, meta["settings"], kind)
     per_token = kind == "tags"  # a tagger is scored per word
     dev = {}
     dev_rows = dataset.read(unit, "dev")  # a published validation split is reported too (SST)
@@ -131,7 +135,8 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
         dev_data = app.encode(dev_rows, vocab, meta["settings"], kind)
         dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=per_token)["accuracy"]
     classes = len(vocab.answers) if app.per_class else None
-    metrics = evaluate(model, data, device, per_token=per_token, classes=classes)
+    groups = [app.question_type(row) for row in rows] if app.question_type else None
+    metrics = evaluate(model, data, device, per_token=per_token, classes=classes, groups=groups)
     if app.per_class:
         metrics["classes"] = list(vocab.answers)
     return {

@@ -47,7 +47,8 @@ TEST_METRICS = ("accuracy", "error", "dev_accuracy", "unknown_word_accuracy", "s
 
 
 def _column(column: Column) -> ColSpec:
-    kind = DataType.string if column.kind == "string" else Array(DataType.string)
+    kinds = {"string": DataType.string, "strings": Array(DataType.string), "image": AnyType()}
+    kind = kinds[column.kind]
     return ColSpec(kind, column.name, required=column.required)
 
 

@@ -85,6 +85,7 @@ def report_markdown(report: dict) -> str:
         passed = sum(not r["failed"] for r in rows)
         summary += f"; {passed} of {len(rows)} passed; failed (error > {pass_error:.0%}): {failed}"
     lines += [summary + ".", ""]
+    lines += [line for r in rows if "by_group" in r for line in question_type_lines(r, unit_title)]
     lines += [line for r in rows if "confusion" in r for line in per_class_lines(r, unit_title)]
     lines += [f"- anchor: {anchor}" for anchor in report.get("anchors", [])]
     lines += [
@@ -96,6 +97,14 @@ def report_markdown(report: dict) -> str:
     ]
     lines += [f"- **note**: {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def question_type_lines(row: dict, unit_title: str) -> list[str]:
+    """Markdown of one unit's accuracy per question type."""
+    lines = [f"### {unit_title} {row['unit']}: by question type", "", "| question type | examples | accuracy |"]
+    lines.append("|---|---:|---:|")
+    lines += [f"| {name} | {g['examples']} | {g['accuracy']:.1%} |" for name, g in row["by_group"].items()]
+    return [*lines, ""]
 
 
 def per_class_lines(row: dict, unit_title: str, top: int = 10) -> list[str]:

@@ -94,7 +94,9 @@ class DMNModel(mlflow.pyfunc.PythonModel):
         parsed = []
         for i, (request, unit) in enumerate(zip(requests, units, strict=True)):
             try:
-                parsed.append((self._model_for(unit), self.app.parse_request(request)))
+                unit = self._model_for(unit)
+                settings = self.app.serving_settings(self.meta[unit]["settings"])
+                parsed.append((unit, self.app.parse_request(request, settings)))
             except ConfigError as error:
                 raise ConfigError(f"row {i}: {error}") from None
         answers: list[Answer | None] = [None] * len(parsed)

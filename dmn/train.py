@@ -186,7 +186,7 @@ def train_dmn(
         state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
     sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=train_config.seed)
-    facts = (train.story != 0).any(-1).sum(-1)  # (N,) facts per example, the length bucketing reads
+    facts = train.fact_counts()  # (N,) facts per example, the length bucketing reads
     started = time.perf_counter()
     epochs = tqdm(
         range(state["epoch"] + 1, train_config.max_epochs + 1),

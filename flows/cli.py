@@ -17,6 +17,7 @@ from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
 from dmn.apps.base import RunConfig
 from dmn.apps.pos import PosRunConfig
 from dmn.apps.sst import SstRunConfig
+from dmn.apps.vqa import VqaRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.operations_config import EvaluateConfig, Gate
 
@@ -60,9 +61,9 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     )
     parser.add_argument(
         "--input",
-        choices=["auto", "sentences", "words"],
-        help="input module: sentences (DMN+'s input fusion) or words (the DMN's word GRU); 'auto' (default): "
-        "the architecture's own",
+        choices=["auto", "sentences", "words", "regions"],
+        help="input module: sentences (DMN+'s input fusion), words (the DMN's word GRU) or regions (images: DMN+'s "
+        "visual input module); 'auto' (default): the architecture's own (visual QA: regions)",
     )
     parser.add_argument(
         "--answer",
@@ -166,11 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     pos.add_argument("--source", default="bundled", help=source_help)
     _add_run_options(pos, PosRunConfig, "tag set")
 
+    vqa = apps.add_parser("vqa", help="visual QA (SHAPES): ingest -> tokenise -> train -> evaluate -> register")
+    vqa.add_argument("--source", default="bundled", help=VqaRunConfig.model_fields["source"].description)
+    vqa.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="train on the examples as they are (default: also mirrored and recoloured copies)",
+    )
+    _add_run_options(vqa, VqaRunConfig, "data set")
+
     ask = commands.add_parser("ask", help="answer with a registered model, showing the attention of every pass")
     ask.add_argument("model_uri", help="e.g. models:/dmn-babi/1 or models:/dmn-sst@champion")
     ask.add_argument("--story", type=Path, help="bAbI: text file, a sentence per line, or paragraphs")
     ask.add_argument("--question", help="bAbI: the question")
     ask.add_argument("--sentence", help="sentiment, tagging: the sentence, plain text")
+    ask.add_argument("--image", type=Path, help="visual QA: an image file (PNG, JPEG) or a .npy array (H, W, 3)")
     ask.add_argument(
         "--unit",
         "--babi-task",
@@ -293,8 +306,8 @@ def _fields(args: argparse.Namespace, model: type[BaseModel]) -> dict:
     return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
 
 
-RUN_CONFIGS = {"babi": BabiRunConfig, "sst": SstRunConfig, "pos": PosRunConfig}
-FLOWS = {"babi": ("flows.babi", "babi_flow"), "sst": ("flows.sst", "sst_flow"), "pos": ("flows.pos", "pos_flow")}
+RUN_CONFIGS = {"babi": BabiRunConfig, "sst": SstRunConfig, "pos": PosRunConfig, "vqa": VqaRunConfig}
+FLOWS = {name: (f"flows.{name}", f"{name}_flow") for name in RUN_CONFIGS}
 
 
 def _given(args: argparse.Namespace, model: type[BaseModel]) -> dict:
@@ -353,7 +366,12 @@ def next_steps(args: argparse.Namespace, version, decision) -> str:
             f"{tracking}   (add --force --reason TEXT to skip the gate)"
         ]
     columns = {column.name for column in application(args.application).request_columns}
-    asking = '--story story.txt --question "Where is Mary?"' if "story" in columns else '--sentence "A fine film."'
+    if "story" in columns:
+        asking = '--story story.txt --question "Where is Mary?"'
+    elif "image" in columns:
+        asking = '--image shapes.png --question "is a red shape left of a circle"'
+    else:
+        asking = '--sentence "A fine film."'
     lines.append(f"Ask it:   dmn ask {version.uri} {asking}{tracking}")
     serve_env = f"MLFLOW_TRACKING_URI={args.tracking_uri} " if args.tracking_uri else ""
     lines.append(f"Serve it: {serve_env}mlflow models serve -m {version.uri} --env-manager local -p 5001")
@@ -371,6 +389,8 @@ def ask(args: argparse.Namespace) -> None:
             request["story"] = args.story.read_text(encoding="utf-8")
         except OSError as error:
             raise SystemExit(f"error: --story {args.story}: {error.strerror}") from None
+    if args.image is not None:
+        request["image"] = _image_file(args.image)
     model = mlflow.pyfunc.load_model(args.model_uri).unwrap_python_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -389,6 +409,20 @@ def ask(args: argparse.Namespace) -> None:
         gates = " ".join(f"{answer.gates[p][i]:8.3f}" for p in range(passes))
         marks = " ".join("*" if max(answer.gates[p]) == answer.gates[p][i] else " " for p in range(passes))
         print(f"  {gates}  {marks}  {fact}")
+
+
+def _image_file(path: Path):
+    """--image: a .npy array, or the bytes of an image file (the model decodes and checks them)."""
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+
+            return np.load(path, allow_pickle=False)
+        return path.read_bytes()
+    except OSError as error:
+        raise SystemExit(f"error: --image {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise SystemExit(f"error: --image {path}: not a .npy array ({error})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

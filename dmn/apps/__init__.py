@@ -10,7 +10,7 @@ import importlib
 
 from dmn.errors import ConfigError
 
-APPLICATIONS = {"babi": "dmn.apps.babi", "sst": "dmn.apps.sst", "pos": "dmn.apps.pos"}
+APPLICATIONS = {"babi": "dmn.apps.babi", "sst": "dmn.apps.sst", "pos": "dmn.apps.pos", "vqa": "dmn.apps.vqa"}
 
 
 def application(name: str):

@@ -164,7 +164,7 @@ def split_story(text: str) -> list[str]:
     return sentences
 
 
-def parse_request(request: dict) -> dict:
+def parse_request(request: dict, settings: dict) -> dict:
     """{'story': plain text, 'question': text} -> a token row; ConfigError naming an empty column."""
     sentences = split_story(str(request.get("story", "")))
     if not sentences:

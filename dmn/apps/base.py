@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmn.config import DataRoot, DistributedConfig, ModelConfig, TrainConfig
 from dmn.data.batching import Examples
@@ -46,6 +46,20 @@ class RunConfig(BaseModel):
         None, description="Restarts with these seeds per unit; the lowest validation loss is kept."
     )
 
+    reads_images: ClassVar[bool] = False  # True: the application's stories are images (visual QA)
+
+    @model_validator(mode="after")
+    def _input_fits(self) -> RunConfig:
+        """Images take the visual input module ('auto' becomes it); text takes any other."""
+        visual = self.model.input == "regions"
+        if self.reads_images and self.model.input not in ("auto", "regions"):
+            raise ValueError("model.input: this application reads images; use 'regions' or 'auto'")
+        if visual and not self.reads_images:
+            raise ValueError("model.input: 'regions' reads images; this application reads text")
+        if self.reads_images:
+            self.model = self.model.model_copy(update={"input": "regions"})
+        return self
+
 
 def only_answer(model: ModelConfig, kind: str, why: str) -> ModelConfig:
     """`model` with the answer module `kind`, the only one an application's answers fit ('auto' becomes it);
@@ -60,7 +74,7 @@ class Column:
     """An input column of the application's pyfunc."""
 
     name: str
-    kind: str = "string"  # "string", or "strings": a list of strings per row
+    kind: str = "string"  # "string", "strings" (a list of strings per row), or "image" (dmn/data/images.py)
     required: bool = True  # False: one of several alternatives (SST: `sentence` or `tokens`)
 
 
@@ -87,7 +101,8 @@ class Application:
     settings: Callable[[RunConfig, Any], dict]  # (config, unit) -> encoding settings of that unit
     encode: Callable[[list[dict], Vocabulary, dict, str], Examples]  # (rows, vocab, settings, answer kind)
     render_answer: Callable[[list[int], Vocabulary, str], Any]  # (answer ids, vocab, kind) -> the answer (`output`)
-    parse_request: Callable[[dict], dict]  # a request row (its columns present) -> a token row (ConfigError if bad)
+    # (a request row (its columns present), the unit's serving settings) -> a token row (ConfigError if bad)
+    parse_request: Callable[[dict, dict], dict]
     request_columns: tuple[Column, ...]  # the pyfunc's input columns, besides the unit's
     output: Column  # what the pyfunc answers per row (bAbI: an answer string; tagging: a list of tags)
     example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
@@ -100,6 +115,13 @@ class Application:
     serving_settings: Callable[[dict], dict] = dict
     # (training rows, settings, seed) -> the rows and lengthened copies (TrainConfig.lengthen_stories); None: no
     lengthen: Callable[[list[dict], dict, int], list[dict]] | None = None
+    # (training rows, settings, seed) -> the rows the model trains on: they and label-preserving changed copies
+    # (visual QA: mirrored and recoloured images), as the settings ask
+    augment: Callable[[list[dict], dict, int], list[dict]] | None = None
+    # a test row -> its question type (visual QA: the layout's first word): the report's accuracy per type
+    question_type: Callable[[dict], str] | None = None
+    # a test row -> its image (H, W, C) uint8: the audit page draws the attention over its regions
+    audit_image: Callable[[dict], Any] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.

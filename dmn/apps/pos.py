@@ -129,7 +129,7 @@ def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str
     return encode_facts(facts, QUESTION, vocab, targets)
 
 
-def parse_request(request: dict) -> dict:
+def parse_request(request: dict, settings: dict) -> dict:
     """{'sentence': plain text} (PTB-tokenised) or {'tokens': [word, ...]} -> a token row; ConfigError naming
     the column when the sentence has no words."""
     words = request_tokens(request)

@@ -135,7 +135,7 @@ def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str
     return encode_facts([[[token] for token in row["tokens"]] for row in rows], QUESTION, vocab, targets)
 
 
-def parse_request(request: dict) -> dict:
+def parse_request(request: dict, settings: dict) -> dict:
     """{'sentence': plain text} (PTB-tokenised) or {'tokens': [word, ...]} -> a token row, lower-cased as
     training was; ConfigError naming the column when the sentence has no words."""
     tokens = request_tokens(request)

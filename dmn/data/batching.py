@@ -24,7 +24,7 @@ UNKNOWN = -1  # an answer never seen in training
 
 @dataclass
 class Examples:
-    story: torch.Tensor  # (N, S, W) word ids, 0 = padding; facts are left-aligned
+    story: torch.Tensor  # (N, S, W) word ids, 0 = padding, facts left-aligned; images: (N, R, C, h, w) uint8 regions
     question: torch.Tensor  # (N, Q) word ids
     target: torch.Tensor  # (N, T) answer ids, IGNORE past the answer, UNKNOWN for an unseen one
     supporting: torch.Tensor  # (N, K) supporting facts in the (cut) story, in the data's order; -1 = none
@@ -34,6 +34,17 @@ class Examples:
 
     def select(self, index: torch.Tensor) -> Examples:
         return Examples(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @property
+    def is_images(self) -> bool:
+        """The stories are image regions (pixels), not word ids."""
+        return self.story.dtype == torch.uint8
+
+    def fact_counts(self) -> torch.Tensor:
+        """(N,) facts per example: its sentences, or its regions (every region is a fact)."""
+        if self.is_images:
+            return torch.full((len(self),), self.story.size(1))
+        return (self.story != 0).any(-1).sum(-1)
 
 
 @dataclass
@@ -98,17 +109,32 @@ def encode_facts(
     return encode_stories(stories, vocab, max((len(sentence) for sentence in facts), default=1), targets)
 
 
+def encode_images(
+    regions: torch.Tensor, questions: list[list[str]], vocab: Vocabulary, targets: list[list[int]] | None
+) -> Examples:
+    """Visual QA: image regions (N, R, C, h, w) uint8 as the stories, the questions' tokens with `vocab`."""
+    question = _padded([vocab.word_ids(tokens) for tokens in questions], 0)
+    target = _padded(targets if targets is not None else [[UNKNOWN]] * len(questions), IGNORE)
+    return Examples(regions, question, target, torch.full((len(questions), 1), -1))
+
+
 def make_batch(data: Examples, device: torch.device | str = "cpu") -> Batch:
-    """Trim `data` (a selection of a few examples) to its own largest sizes and build the masks."""
-    word_mask = data.story != 0  # (B, S, W)
-    fact_mask = word_mask.any(-1)  # (B, S): a fact has at least one word
+    """Trim `data` (a selection of a few examples) to its own largest sizes and build the masks.
+
+    Image regions are all facts and are not trimmed; their word mask (B, R, 1) says each region is one."""
+    if data.is_images:
+        fact_mask = torch.ones(data.story.shape[:2], dtype=torch.bool)  # (B, R)
+        word_mask = fact_mask.unsqueeze(-1)  # (B, R, 1)
+    else:
+        word_mask = data.story != 0  # (B, S, W)
+        fact_mask = word_mask.any(-1)  # (B, S): a fact has at least one word
     question_mask = data.question != 0  # (B, Q)
     n_facts = int(fact_mask.sum(1).max())
     n_words = int(word_mask.sum(-1).max())
     n_question = int(question_mask.sum(1).max())
     n_target = max(1, int((data.target != IGNORE).sum(1).max()))
     batch = Batch(
-        story=data.story[:, :n_facts, :n_words],
+        story=data.story if data.is_images else data.story[:, :n_facts, :n_words],
         word_mask=word_mask[:, :n_facts, :n_words],
         fact_mask=fact_mask[:, :n_facts],
         question=data.question[:, :n_question],

@@ -5,7 +5,8 @@
     dmn   Kumar et al. 2016: word GRU input, gates over z(c, m, q) + gated GRU episodes, GRU memory
           update (dmn.py)
 
-Both share the question module (network.py). `ModelConfig.input` and `ModelConfig.answer` put either
+Both share the question module (network.py); either reads images through the visual input module of DMN+
+(visual.py, `ModelConfig.input = "regions"`). `ModelConfig.input` and `ModelConfig.answer` put either
 paper's input module and answer module on either memory ('auto': the architecture's own). The answer module
 follows the answer's kind: a class (DMN+'s softmax over [m; q]), a word sequence (the DMN's GRU decoder) or a
 tag per fact (the DMN's tagger); `ModelConfig.answer = "auto"`
@@ -22,6 +23,7 @@ from dmn.config import ModelConfig
 from dmn.models.dmn import AnswerDecoder, FactTagger, GatedMemory, WordGRUInput
 from dmn.models.dmn_plus import AnswerClassifier, AttentionMemory, FusionInput
 from dmn.models.network import DynamicMemoryNetwork, ModelOutput, QuestionEncoder
+from dmn.models.visual import VisualInput
 
 __all__ = ["ModelOutput", "ModelSizes", "DynamicMemoryNetwork", "build_model"]
 
@@ -41,6 +43,8 @@ def build_model(config: ModelConfig, sizes: ModelSizes) -> DynamicMemoryNetwork:
     embedding = nn.Embedding(sizes.vocab_size, hidden, padding_idx=0)
     if config.input_kind == "sentences":
         input_module = FusionInput(embedding, hidden, config.dropout)
+    elif config.input_kind == "regions":
+        input_module = VisualInput(hidden, config.dropout)
     else:
         input_module = WordGRUInput(embedding, hidden, config.dropout)
     question_module = QuestionEncoder(embedding, hidden)

@@ -59,13 +59,19 @@ class FusionInput(nn.Module):
         words = self.embedding(story)  # (B, S, W, H)
         # f_i = sum_j l_j * w_j^i  (positional encoding, Sec. 3.1)
         sentences = positional_encoding(words, word_mask)  # (B, S, H)
-        sentences = self.dropout(sentences)
-        # f_i = GRU_fwd(f_i, f_fwd_{i-1}) + GRU_bwd(f_i, f_bwd_{i+1})  (input fusion layer, Eq. 3-5)
-        # padding sits after the real facts, so it cannot reach the forward outputs of real facts
-        forward, _ = self.fusion_forward(sentences)  # (B, S, H)
-        backward, _ = self.fusion_backward(reverse_within_length(sentences, fact_mask))  # (B, S, H)
-        backward = reverse_within_length(backward, fact_mask)  # (B, S, H)
-        return (forward + backward) * fact_mask.unsqueeze(-1)  # (B, S, H), zero on padded facts
+        return input_fusion(self.fusion_forward, self.fusion_backward, self.dropout(sentences), fact_mask)
+
+
+def input_fusion(forward_gru: nn.GRU, backward_gru: nn.GRU, facts: torch.Tensor, fact_mask: torch.Tensor):
+    """The input fusion layer (Eq. 3-5), shared by the text and the visual input modules: (B, S, H) -> (B, S, H),
+    zero on padded facts. Padding sits after the real facts, so it cannot reach the forward outputs of real facts.
+
+    f_i = GRU_fwd(f_i, f_fwd_{i-1}) + GRU_bwd(f_i, f_bwd_{i+1})
+    """
+    forward, _ = forward_gru(facts)  # (B, S, H)
+    backward, _ = backward_gru(reverse_within_length(facts, fact_mask))  # (B, S, H)
+    backward = reverse_within_length(backward, fact_mask)  # (B, S, H)
+    return (forward + backward) * fact_mask.unsqueeze(-1)  # (B, S, H)
 
 
 class AttentionMemory(nn.Module):

@@ -1,0 +1,200 @@
+"""Visual QA (SHAPES) as a DMN application: the reader on the real files and its refusals (file and line), the
+regions in snake order, the label-preserving augmentation, and the flow end to end (real Prefect API, MLflow on
+SQLite, Parquet) on a slice of the real SHAPES files, through to the pyfunc asked with an array, PNG bytes,
+base64 text and a path, and `dmn ask --image`."""
+
+import base64
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from mlflow.exceptions import MlflowException
+
+from dmn.apps.vqa import BUNDLED, VqaRunConfig, augment
+from dmn.config import ModelConfig, TrainConfig
+from dmn.data.fetch import extract_archive
+from dmn.data.images import image_regions, png_bytes, snake_order
+from dmn.data.shapes import read_shapes_split
+from dmn.errors import DataError
+from dmn.report import report_markdown
+from flows.cli import main
+from flows.vqa import vqa_flow
+
+SPLITS = ("train.small", "val", "test")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    """The real SHAPES files (train.small, val, test), extracted from the bundled archive."""
+    return extract_archive(BUNDLED, tmp_path_factory.mktemp("shapes") / "release", lambda name: name.startswith(SPLITS))
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {path.name: str(path) for path in folder.iterdir()}
+
+
+def _slice(shapes: Path, folder: Path, sizes: dict[str, int]) -> Path:
+    """The first examples of each real split: a small but real SHAPES."""
+    folder.mkdir()
+    for split, n in sizes.items():
+        np.save(folder / f"{split}.input.npy", np.load(shapes / f"{split}.input.npy")[:n])
+        for suffix in (".query_str.txt", ".query", ".output"):
+            lines = (shapes / f"{split}{suffix}").read_text().splitlines()[:n]
+            (folder / f"{split}{suffix}").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_reader_on_the_real_files_and_the_false_baseline(shapes):
+    rows = {split: read_shapes_split(_files(shapes), split) for split in SPLITS}
+    assert [len(rows[s]) for s in SPLITS] == [640, 1024, 1024]
+    first = rows["train.small"][0]
+    assert first["question"] == "is a green shape left of a red shape" and first["answer"] == "false"
+    assert first["layout"] == "(is green (left_of red))" and first["question_type"] == "is"
+    assert first["image_array"].shape == (30, 30, 3) and first["image_array"].dtype == np.uint8
+    always_false = np.mean([r["answer"] == "false" for r in rows["test"]])
+    assert round(float(always_false), 3) == 0.634  # the data README's majority baseline
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("shape", r"val.input.npy: images of shape \(4, 30, 30\) and dtype uint8; \(N, H, W, 3\) uint8 needed"),
+        ("dtype", r"val.input.npy: images of shape \(4, 30, 30, 3\) and dtype float32"),
+        ("count", r"val.query_str.txt: 3 lines, but 4 images in val.input.npy"),
+        ("answer", r"val.output:2: answer 'maybe' is not one of true, false"),
+    ],
+)
+def test_bad_files_are_refused_with_file_and_line(shapes, tmp_path, damage, message):
+    folder = _slice(shapes, tmp_path / "source", {"val": 4})
+    images = np.load(folder / "val.input.npy")
+    if damage == "shape":
+        np.save(folder / "val.input.npy", images[..., 0])
+    elif damage == "dtype":
+        np.save(folder / "val.input.npy", images.astype(np.float32))
+    elif damage == "count":
+        (folder / "val.query_str.txt").write_text("\n".join((folder / "val.query_str.txt").read_text().split("\n")[:3]))
+    else:
+        lines = (folder / "val.output").read_text().splitlines()
+        (folder / "val.output").write_text("\n".join([lines[0], "maybe", *lines[2:]]) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_shapes_split(_files(folder), "val")
+
+
+def test_regions_are_the_grid_cells_in_snake_order():
+    image = np.zeros((6, 6, 3), dtype=np.uint8)
+    for number, (row, column) in enumerate([(r, c) for r in range(3) for c in range(3)]):
+        image[2 * row : 2 * row + 2, 2 * column : 2 * column + 2] = number  # cell (row, column) holds its number
+    regions = image_regions([image], grid=3)  # (1, 9, 3, 2, 2)
+    assert regions.shape == (1, 9, 3, 2, 2)
+    assert regions[0, :, 0, 0, 0].tolist() == [0, 1, 2, 5, 4, 3, 6, 7, 8]
+    assert snake_order(2) == [(0, 0), (0, 1), (1, 1), (1, 0)]
+
+
+def test_augmentation_mirrors_and_recolours_image_and_question_alike():
+    image = np.zeros((30, 30, 3), dtype=np.uint8)
+    image[0:10, 0:10, 0] = 255  # a red square in the top-left cell
+    row = {"question_tokens": ["is", "a", "red", "shape", "left", "of", "a", "circle"], "answer": "true"}
+    rows = augment([{**row, "image": image.tobytes(), "image_shape": [30, 30, 3], "image_dtype": "uint8"}],
+                   {"augment": True}, 0)  # fmt: skip
+    assert len(rows) == 12 and all(r["answer"] == "true" for r in rows)
+    for r in rows:
+        pixels = np.frombuffer(r["image"], dtype=np.uint8).reshape(30, 30, 3)
+        colour = ["red", "green", "blue"][int(np.argmax(pixels.reshape(-1, 3).sum(0)))]
+        mirrored = pixels[:10, 20:].any()  # the square moved to the top-right cell
+        assert r["question_tokens"][2] == colour  # the question names the colour the image shows
+        assert r["question_tokens"][4] == ("right" if mirrored else "left")
+    assert augment(rows[:1], {"augment": False}, 0) == rows[:1]
+
+
+def test_vqa_flow_trains_registers_and_answers_images(prefect_api, shapes, tmp_path, monkeypatch, capsys):
+    source = _slice(shapes, tmp_path / "source", {"train.small": 48, "val": 24, "test": 40})
+    config = VqaRunConfig(
+        source=str(source),
+        data_root=str(tmp_path / "data"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        model=ModelConfig(hidden_size=16, passes=2),
+        train=TrainConfig(max_epochs=1, patience=1, batch_size=64, seed=3),
+    )
+    assert config.model.input_kind == "regions" and config.model.answer_kind == "class"
+    monkeypatch.chdir(tmp_path)  # MLflow writes artifacts under the working directory
+    outcome = vqa_flow(config)
+    report, version = outcome["report"], outcome["version"]
+    assert version.name == "dmn-vqa" and version.version == "1"
+    (unit,) = report["units"]
+    assert unit["unit"] == "shapes" and unit["examples"] == 40 and unit["classes"] == ["false", "true"]
+    assert unit["by_group"] == {"is": {"examples": 40, "accuracy": unit["accuracy"]}}
+    assert sum(map(sum, unit["confusion"])) == 40
+    assert "### data set shapes: by question type" in report_markdown(report)
+
+    (part,) = (tmp_path / "data" / "tokens").glob("shapes-*/dataset=shapes/*.parquet")
+    table = pq.read_table(part)
+    assert table.num_rows == 48 + 24 + 40 and table.schema.field("image").type == "binary"
+    stored = table.slice(0, 1).to_pylist()[0]
+    original = np.load(source / "train.small.input.npy")[0]
+    assert stored["image_shape"] == [30, 30, 3] and stored["image_dtype"] == "uint8"
+    assert np.array_equal(np.frombuffer(stored["image"], np.uint8).reshape(30, 30, 3), original)
+    assert sorted(set(table.column("split").to_pylist())) == ["dev", "test", "train"]
+
+    # the audit page draws the gates over the image's regions
+    run = mlflow.tracking.MlflowClient(config.tracking_uri).get_run(version.run_id)
+    audit = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report",
+                                                     tracking_uri=config.tracking_uri))  # fmt: skip
+    assert (audit / "evaluation.html").read_text().count("data:image/png;base64") >= 3  # curves + 2 examples
+
+    test_images = np.load(source / "test.input.npy")
+    questions = (source / "test.query_str.txt").read_text().splitlines()
+    image_file = tmp_path / "shape.png"
+    image_file.write_bytes(png_bytes(test_images[1]))
+    model = mlflow.pyfunc.load_model(version.uri)
+    requests = pd.DataFrame(
+        {
+            "image": [test_images[0], png_bytes(test_images[1]), base64.b64encode(png_bytes(test_images[1])).decode(),
+                      str(image_file), test_images[0].tolist()],
+            "question": [questions[0], questions[1], questions[1], questions[1], questions[0]],
+        }
+    )  # fmt: skip
+    answers = model.predict(requests)
+    assert set(answers) <= {"true", "false"}
+    assert answers[1] == answers[2] == answers[3] and answers[0] == answers[4]  # one image, however it is sent
+    details = model.predict(requests.iloc[:1], params={"details": True})
+    assert details.loc[0, "facts"] == 9 and details.loc[0, "dataset"] == "shapes"
+    alone = model.unwrap_python_model().answer({"image": test_images[0], "question": questions[0]})
+    assert alone.answer == answers[0] and len(alone.gates[0]) == 9
+    assert alone.sentences[:4] == ["row 1, column 1", "row 1, column 2", "row 1, column 3", "row 2, column 3"]
+
+    bad = pd.DataFrame({"image": [test_images[0], test_images[0][:20]], "question": ["is a red shape", "is"]})
+    with pytest.raises(MlflowException, match=r"row 1: image: shape \(20, 30, 3\); the model reads images of "
+                                              r"shape \(30, 30, 3\)"):  # fmt: skip
+        model.predict(bad)
+    with pytest.raises(MlflowException, match=r"row 0: image: .* is neither an image file nor base64"):
+        model.predict(pd.DataFrame({"image": ["no-such-file.png"], "question": ["is a red shape"]}))
+
+    code = main(["ask", version.uri, "--image", str(image_file), "--question", questions[1],
+                 "--tracking-uri", config.tracking_uri])  # fmt: skip
+    shown = capsys.readouterr().out.splitlines()
+    assert code == 0 and shown[0].split()[1] == answers[1] and "data set shapes model" in shown[0]
+    assert shown[-1].endswith("row 3, column 3") and len(shown) == 3 + 9
+
+
+def test_bad_source_exits_2_naming_file_and_line_and_writes_nothing(prefect_api, shapes, tmp_path, capsys):
+    source = _slice(shapes, tmp_path / "source", {"train.small": 8, "val": 8, "test": 8})
+    (source / "test.output").write_text("true\nfalse\nyes\n" + "true\n" * 5)
+    code = main(["run", "vqa", "--source", str(source), "--data-root", str(tmp_path / "data"), "--epochs", "1"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "test.output:3: answer 'yes' is not one of true, false" in error and "Traceback" not in error
+    assert not (tmp_path / "data" / "tokens").exists() and not (tmp_path / "data" / "models").exists()
+
+
+def test_text_applications_refuse_the_visual_input_module():
+    from dmn.apps.babi import BabiRunConfig
+
+    with pytest.raises(ValueError, match="model.input: 'regions' reads images; this application reads text"):
+        BabiRunConfig(model=ModelConfig(input="regions"))
+    with pytest.raises(ValueError, match="model.input: this application reads images"):
+        VqaRunConfig(model=ModelConfig(input="sentences"))
+    assert torch.equal(torch.tensor(VqaRunConfig().model.input == "regions"), torch.tensor(True))
