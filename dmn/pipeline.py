@@ -21,7 +21,7 @@ from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
 from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
-from dmn.evaluate import evaluate
+from dmn.evaluate import evaluate, predict
 from dmn.models import ModelSizes
 from dmn.train import resolve_device, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
@@ -139,6 +139,9 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
     metrics = evaluate(model, data, device, per_token=per_token, classes=classes, groups=groups)
     if app.per_class:
         metrics["classes"] = list(vocab.answers)
+    if app.score is not None:
+        answers, _ = predict(model, data, device=device)  # (N, T) ids
+        metrics.update(app.score(rows, [app.render_answer(ids.tolist(), vocab, kind) for ids in answers]))
     return {
         "unit": unit,
         **metrics,

@@ -62,6 +62,8 @@ def report_markdown(report: dict) -> str:
     rows = unit_results(report)
     pass_error = report.get("pass_error", 0.05)  # reports before applications: bAbI's convention
     columns = [(unit_title, lambda r: str(r["unit"])), ("accuracy", lambda r: f"{r['accuracy']:.1%}")]
+    if any("vqa_accuracy" in r for r in rows):  # visual QA against ten human answers
+        columns.append(("VQA accuracy", lambda r: _percent(r.get("vqa_accuracy"))))
     if any("dev_accuracy" in r for r in rows):
         columns.append(("dev accuracy", lambda r: f"{r['dev_accuracy']:.1%}"))
     if any("unknown_word_accuracy" in r for r in rows):  # tagging

@@ -4,6 +4,7 @@ SQLite, Parquet) on a slice of the real SHAPES files, through to the pyfunc aske
 base64 text and a path, and `dmn ask --image`."""
 
 import base64
+import json
 from pathlib import Path
 
 import mlflow
@@ -19,6 +20,7 @@ from dmn.config import ModelConfig, TrainConfig
 from dmn.data.fetch import extract_archive
 from dmn.data.images import image_regions, png_bytes, snake_order
 from dmn.data.shapes import read_shapes_split
+from dmn.data.vqa_v2 import normalize_answer, read_vqa_split, split_names, vqa_accuracy
 from dmn.errors import DataError
 from dmn.report import report_markdown
 from flows.cli import main
@@ -130,7 +132,7 @@ def test_vqa_flow_trains_registers_and_answers_images(prefect_api, shapes, tmp_p
     assert sum(map(sum, unit["confusion"])) == 40
     assert "### data set shapes: by question type" in report_markdown(report)
 
-    (part,) = (tmp_path / "data" / "tokens").glob("shapes-*/dataset=shapes/*.parquet")
+    (part,) = (tmp_path / "data" / "tokens").glob("vqa-*/dataset=shapes/*.parquet")
     table = pq.read_table(part)
     assert table.num_rows == 48 + 24 + 40 and table.schema.field("image").type == "binary"
     stored = table.slice(0, 1).to_pylist()[0]
@@ -198,3 +200,98 @@ def test_text_applications_refuse_the_visual_input_module():
     with pytest.raises(ValueError, match="model.input: this application reads images"):
         VqaRunConfig(model=ModelConfig(input="sentences"))
     assert torch.equal(torch.tensor(VqaRunConfig().model.input == "regions"), torch.tensor(True))
+
+
+def test_vqa_accuracy_and_the_official_normalisation():
+    humans = ["dog"] + ["cat"] * 9
+    assert vqa_accuracy("dog", humans) == pytest.approx(0.3)  # one match of ten
+    assert vqa_accuracy("Cat.", humans) == pytest.approx(1.0)
+    assert vqa_accuracy("2", ["two"] * 3 + ["3"] * 7) == pytest.approx(0.9)  # 3 humans: 2/3 in 3 subsets of 10
+    assert vqa_accuracy("none", ["none"] * 10) == 1.0  # the official script scores this 0
+    assert vqa_accuracy("None", ["none"] * 5 + ["0"] * 5) == 1.0
+    assert [normalize_answer(a) for a in ["A Dog", "black-and-white", "1,000", "dont", "3.5", "yes."]] == [
+        "dog", "black and white", "1000", "don't", "3.5", "yes",
+    ]  # fmt: skip
+
+
+def _vqa_v2(folder: Path, images_per_split: dict[str, int]) -> Path:
+    """A small VQA v2 style release: per split a questions JSON, an annotations JSON and COCO-named images
+    (a dark or a light picture, half JPEG, half PNG); 'is it dark' has ten human answers, not all alike."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    question_id = 0
+    for split, n_images in images_per_split.items():
+        (folder / split).mkdir(parents=True)
+        questions, annotations = [], []
+        for image_id in range(1, n_images + 1):
+            dark = image_id % 2 == 0
+            pixels = rng.integers(0, 60, (48, 64, 3)) if dark else rng.integers(190, 256, (48, 64, 3))
+            suffix = ".jpg" if image_id % 4 < 2 else ".png"
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / split / f"COCO_{split}_{image_id:012d}{suffix}")
+            for question, answer in (("Is it dark?", "yes" if dark else "no"), ("How many suns?", "none")):
+                question_id += 1
+                questions.append({"image_id": image_id, "question": question, "question_id": question_id})
+                answers = [answer] * 8 + ["maybe", "Yes."]
+                annotations.append({"question_id": question_id, "image_id": image_id, "question_type": question
+                                    .split()[0].lower(), "answers": [{"answer": a} for a in answers]})  # fmt: skip
+        (folder / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": questions}))
+        (folder / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": annotations}))
+    return folder
+
+
+def test_vqa_v2_reader_through_datasets_and_its_refusals(tmp_path):
+    folder = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "val2014": 2})
+    files = {path.name: str(path) for path in folder.rglob("*") if path.is_file()}
+    assert split_names(files) == ["train2014", "val2014"]
+    rows = read_vqa_split(files, "train2014", (112, 112, 3))
+    assert len(rows) == 8 and rows[0]["question_tokens"] == ["is", "it", "dark"] and rows[0]["line"] == 1
+    assert rows[0]["answer"] == "no" and len(rows[0]["answers"]) == 10 and rows[1]["answer"] == "0"  # none -> 0
+    assert rows[0]["image_array"].shape == (112, 112, 3) and rows[0]["image_array"].mean() > 150  # light
+    assert rows[2]["image_array"].mean() < 60 and rows[0]["question_type"] == "is"  # image 2 is dark
+
+    annotations = folder / "v2_mscoco_val2014_annotations.json"
+    kept = json.loads(annotations.read_text())
+    annotations.write_text(json.dumps({"annotations": kept["annotations"][:3]}))
+    with pytest.raises(DataError, match=r"v2_mscoco_val2014_annotations.json:4: no annotation of question_id 12"):
+        read_vqa_split(files, "val2014", (112, 112, 3))
+    annotations.write_text("{not json")
+    with pytest.raises(DataError, match=r"val2014_annotations.json: not a JSON object with a 'annotations' list"):
+        read_vqa_split(files, "val2014", (112, 112, 3))
+    annotations.write_text(json.dumps(kept))
+    (folder / "val2014" / "COCO_val2014_000000000002.png").unlink()
+    files = {path.name: str(path) for path in folder.rglob("*") if path.is_file()}
+    with pytest.raises(DataError, match=r"val2014_questions.json:3: image 2 is not in the val2014 images"):
+        read_vqa_split(files, "val2014", (112, 112, 3))
+
+
+def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_api, tmp_path, monkeypatch):
+    source = _vqa_v2(tmp_path / "vqa", {"train2014": 12, "val2014": 4})
+    config = VqaRunConfig(
+        datasets=["vqa-v2"],
+        source=str(source),
+        data_root=str(tmp_path / "data"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        model=ModelConfig(hidden_size=16, passes=1),
+        train=TrainConfig(max_epochs=2, patience=2, batch_size=8),
+    )
+    monkeypatch.chdir(tmp_path)
+    outcome = vqa_flow(config)
+    (unit,) = outcome["report"]["units"]
+    assert unit["unit"] == "vqa-v2" and unit["examples"] == 8 and set(unit["by_group"]) == {"is", "how"}
+    assert "| data set | accuracy | VQA accuracy |" in report_markdown(outcome["report"])
+
+    model = mlflow.pyfunc.load_model(outcome["version"].uri)
+    images = sorted((source / "val2014").iterdir())
+    questions = json.loads((source / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"]
+    annotations = json.loads((source / "v2_mscoco_val2014_annotations.json").read_text())["annotations"]
+    from dmn.data.vqa_v2 import _image  # the reader's resizing, as the test split was stored
+
+    requests = pd.DataFrame(
+        {"image": [_image(str(images[q["image_id"] - 1]), (112, 112, 3)) for q in questions],
+         "question": [q["question"] for q in questions]}
+    )  # fmt: skip
+    answers = model.predict(requests)
+    humans = [[a["answer"] for a in annotation["answers"]] for annotation in annotations]
+    served = sum(vqa_accuracy(a, h) for a, h in zip(answers, humans)) / len(humans)
+    assert unit["vqa_accuracy"] == pytest.approx(served)

@@ -120,6 +120,8 @@ class Application:
     augment: Callable[[list[dict], dict, int], list[dict]] | None = None
     # a test row -> its question type (visual QA: the layout's first word): the report's accuracy per type
     question_type: Callable[[dict], str] | None = None
+    # (test rows, their rendered answers) -> extra test metrics (visual QA: VQA's accuracy against ten humans)
+    score: Callable[[list[dict], list], dict] | None = None
     # a test row -> its image (H, W, C) uint8: the audit page draws the attention over its regions
     audit_image: Callable[[dict], Any] | None = None
 

@@ -27,26 +27,30 @@ from dmn.data.images import from_cells, image_regions, png_bytes, read_image, sn
 from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.shapes import SUFFIXES, read_shapes_split
 from dmn.data.vocab import Vocabulary, tokenize
+from dmn.data.vqa_v2 import IMAGE_SUFFIXES, read_vqa_split, split_names, vqa_accuracy
 from dmn.errors import ConfigError, DataError
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "shapes.tar.xz"
-DATASETS = ("shapes",)
-SPLITS = {"train": ("train.small", "val"), "test": ("test",)}  # SHAPES files of each split (dev: see below)
-VALID_HELD_BACK = 224  # the last val examples: the validation split (the rest of val trains)
-IMAGE_SHAPE = (30, 30, 3)
-GRID = 3  # SHAPES draws a 3x3 grid of shapes: a region per cell
+DATASETS = ("shapes", "vqa-v2")
+SHAPES_SPLITS = {"train": ("train.small", "val"), "test": ("test",)}  # SHAPES files of each split (dev: below)
+VALID_HELD_BACK = 224  # SHAPES: the last val examples are the validation split (the rest of val trains)
+VALID_FRACTION = 0.1  # VQA v2: the last share of the training questions validates
+# (H, W, C) the images are read as, and the g of the g x g grid of regions: SHAPES draws a 3x3 grid of shapes;
+# VQA v2's photographs are resized to 112 x 112 and cut into 7 x 7 regions of 16 x 16 pixels
+IMAGES = {"shapes": ((30, 30, 3), 3), "vqa-v2": ((112, 112, 3), 7)}
 COLOURS = ("red", "green", "blue")  # SHAPES' colours are pure: one RGB channel each
 MIRRORED = {"left": "right", "right": "left", "left_of": "right_of", "right_of": "left_of"}
 SCHEMA = pa.schema(
     [
         ("split", pa.string()),
-        ("file", pa.string()),  # the SHAPES split file the example comes from
-        ("line", pa.int32()),  # its line in the text files (1-based) and index + 1 in the images
+        ("file", pa.string()),  # the split file the example comes from (SHAPES: e.g. val; VQA v2: the questions)
+        ("line", pa.int32()),  # its line (SHAPES: and image index + 1; VQA v2: its place among the questions)
         ("question", pa.string()),
         ("question_tokens", pa.list_(pa.string())),
-        ("layout", pa.string()),  # the question as a module layout, "(is green (left_of red))"
-        ("question_type", pa.string()),  # the layout's first word, "is"
+        ("layout", pa.string()),  # SHAPES: the question as a module layout, "(is green (left_of red))"
+        ("question_type", pa.string()),  # SHAPES: the layout's first word, "is"; VQA v2: the annotation's
         ("answer", pa.string()),
+        ("answers", pa.list_(pa.string())),  # the humans' answers (VQA v2: ten; SHAPES: the answer)
         ("image", pa.binary()),  # raw pixels, image_shape and image_dtype tell how to read them
         ("image_shape", pa.list_(pa.int32())),
         ("image_dtype", pa.string()),
@@ -59,13 +63,16 @@ class VqaRunConfig(RunConfig):
 
     reads_images: ClassVar[bool] = True
 
-    datasets: list[Literal["shapes"]] = Field(
-        list(DATASETS), description="Visual QA data sets, one model each: 'shapes' (SHAPES, 3x3 grids of shapes)."
+    datasets: list[Literal["shapes", "vqa-v2"]] = Field(
+        ["shapes"],
+        description="Visual QA data sets, one model each: 'shapes' (SHAPES, 3x3 grids of shapes) and/or 'vqa-v2' "
+        "(VQA v2 style questions, annotations and images; scored with VQA's accuracy too).",
     )
     source: str = Field(
         "bundled",
         description="'bundled' (SHAPES train.small, val and test in data/), a folder holding SHAPES' "
-        "<split>.input.npy, .query_str.txt, .query and .output files, or an archive path or URL of them.",
+        "<split>.input.npy, .query_str.txt, .query and .output files and/or VQA v2's *<split>_questions.json, "
+        "*<split>_annotations.json and COCO-named images, or an archive path or URL of them.",
     )
     source_sha256: str | None = Field(None, description="Expected sha256 of an archive source.")
     model_name: str = Field("dmn-vqa", description="Registered model name in MLflow.")
@@ -91,49 +98,102 @@ class VqaRunConfig(RunConfig):
         return self
 
 
+def _is_shapes_file(name: str) -> bool:
+    return any(name == f"{split}{suffix}" for names in SHAPES_SPLITS.values() for split in names for suffix in SUFFIXES)
+
+
 def _wanted(name: str) -> bool:
-    return any(name == f"{split}{suffix}" for files in SPLITS.values() for split in files for suffix in SUFFIXES)
+    """SHAPES' files, and VQA v2's questions, annotations and images."""
+    lowered = name.lower()
+    return _is_shapes_file(name) or lowered.endswith(("_questions.json", "_annotations.json", *IMAGE_SUFFIXES))
 
 
 def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
-    raw = ingest_files(config.source, data_root, "shapes", _wanted, BUNDLED, config.source_sha256)
-    needed = {f"{split}{suffix}" for files in SPLITS.values() for split in files for suffix in SUFFIXES}
-    missing = sorted(needed - set(raw.files()))
-    if missing:
-        raise DataError(config.source, f"SHAPES source lacks {', '.join(missing)}")
+    raw = ingest_files(config.source, data_root, "vqa", _wanted, BUNDLED, config.source_sha256)
+    names = set(raw.files())
+    if "shapes" in config.datasets:
+        needed = {f"{split}{suffix}" for files in SHAPES_SPLITS.values() for split in files for suffix in SUFFIXES}
+        if needed - names:
+            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(needed - names))}")
+    if "vqa-v2" in config.datasets and not split_names(raw.files()):
+        raise DataError(config.source, "no VQA v2 *_questions.json there")
     return raw
 
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
-    """Read the SHAPES splits; publish Parquet (images as bytes, shape and dtype), vocabulary and manifest."""
-    target = tokens_folder(data_root, "shapes", raw.digest, __name__)
+    """Read the data sets the files hold (SHAPES, VQA v2 or both); publish Parquet (a partition per data set;
+    images as bytes, shape and dtype), vocabulary and manifest."""
+    target = tokens_folder(data_root, "vqa", raw.digest, __name__)
+    files = raw.files()
+    present = [
+        d for d, found in (("shapes", any(map(_is_shapes_file, files))), ("vqa-v2", split_names(files))) if found
+    ]
     if not is_published(target):
-        files = raw.files()
-        rows = []
-        for split, names in SPLITS.items():
-            for name in names:
-                for row in read_shapes_split(files, name):
-                    if row["image_array"].shape != IMAGE_SHAPE:
-                        raise DataError(
-                            files[f"{name}.input.npy"],
-                            f"images of {row['image_array'].shape}; SHAPES' are {IMAGE_SHAPE}",
-                        )
-                    rows.append({"split": split, "file": name, **row, **to_cells(row.pop("image_array"))})
-        val = [i for i, row in enumerate(rows) if row["file"] == "val"]
-        for i in val[-VALID_HELD_BACK:]:
-            rows[i]["split"] = "dev"
-        tables = {"shapes": pa.Table.from_pylist(rows, schema=SCHEMA)}
+        readers = {"shapes": _shapes_rows, "vqa-v2": _vqa_v2_rows}
+        tables = {dataset: pa.Table.from_pylist(readers[dataset](files), schema=SCHEMA) for dataset in present}
         train = train_rows(tables)
         vocab = Vocabulary.build(
             [tokens for t in train for tokens in t["question_tokens"].to_pylist()] + [list(COLOURS), ["right", "left"]],
             [answer for t in train for answer in t["answer"].to_pylist()],
         )
-        publish(target, "dataset", tables, vocab, {"digest": raw.digest, "datasets": list(DATASETS)})
-    return TokenisedData(target, raw.digest, "dataset", "data set", DATASETS)
+        publish(target, "dataset", tables, vocab, {"digest": raw.digest, "datasets": present})
+    return TokenisedData(target, raw.digest, "dataset", "data set", tuple(present))
+
+
+def _shapes_rows(files: dict[str, str]) -> list[dict]:
+    """SHAPES: train.small and val train, but the last VALID_HELD_BACK of val validate; test tests."""
+    shape = IMAGES["shapes"][0]
+    rows = []
+    for split, names in SHAPES_SPLITS.items():
+        for name in names:
+            for row in read_shapes_split(files, name):
+                if row["image_array"].shape != shape:
+                    image_file = files[f"{name}.input.npy"]
+                    raise DataError(image_file, f"images of {row['image_array'].shape}; SHAPES' are {shape}")
+                image = row.pop("image_array")
+                rows.append({"split": split, "file": name, **row, "answers": [row["answer"]], **to_cells(image)})
+    val = [i for i, row in enumerate(rows) if row["file"] == "val"]
+    for i in val[-VALID_HELD_BACK:]:
+        rows[i]["split"] = "dev"
+    return rows
+
+
+def _vqa_v2_rows(files: dict[str, str]) -> list[dict]:
+    """VQA v2: a split named *train* trains (its last VALID_FRACTION validates), one named *val* tests (the
+    test splits publish no answers)."""
+    rows = []
+    for name in split_names(files):
+        split = "train" if "train" in name else "test" if "val" in name else None
+        if split is None:
+            continue
+        examples = read_vqa_split(files, name, IMAGES["vqa-v2"][0])
+        questions = Path(next(n for n in files if n.endswith(f"{name}_questions.json"))).name
+        split_rows = [{"split": split, "file": questions, **r, **to_cells(r.pop("image_array"))} for r in examples]
+        if split == "train":
+            for row in split_rows[len(split_rows) - max(1, round(len(split_rows) * VALID_FRACTION)) :]:
+                row["split"] = "dev"
+        rows += split_rows
+    return rows
 
 
 def settings(config: VqaRunConfig, dataset: str) -> dict:
-    return {"image_shape": list(IMAGE_SHAPE), "grid": GRID, "augment": config.augment}
+    """The image size and grid of the data set; mirroring and recolouring keep SHAPES' answers only (a photo's
+    "what colour is the bus" does not survive them)."""
+    shape, grid = IMAGES[dataset]
+    return {"image_shape": list(shape), "grid": grid, "augment": config.augment and dataset == "shapes"}
+
+
+def score(rows: list[dict], answers: list[str]) -> dict:
+    """VQA accuracy (dmn/data/vqa_v2.py) where the humans gave several answers; nothing more where one answer is
+    the truth (SHAPES: the exact accuracy is the score)."""
+    if all(len(row["answers"]) < 2 for row in rows):
+        return {}
+    return {"vqa_accuracy": sum(vqa_accuracy(a, row["answers"]) for a, row in zip(answers, rows)) / len(rows)}
+
+
+def _grid(row: dict) -> int:
+    """The grid of a stored row's data set, known by its image size."""
+    return {shape: grid for shape, grid in IMAGES.values()}[tuple(row["image_shape"])]
 
 
 def region_names(grid: int) -> list[str]:
@@ -202,7 +262,9 @@ APPLICATION = Application(
     unit_type=str,
     config_type=VqaRunConfig,
     unit_field="datasets",
-    describe=lambda config: "SHAPES visual QA",
+    describe=lambda config: (
+        " and ".join({"shapes": "SHAPES", "vqa-v2": "VQA v2"}[d] for d in config.datasets) + " visual QA"
+    ),
     source_fingerprint=lambda config: files_fingerprint(config.source, _wanted, BUNDLED, config.source_sha256),
     ingest=ingest,
     tokenise=tokenise,
@@ -220,8 +282,9 @@ APPLICATION = Application(
     per_class=True,
     pass_error=None,
     first_max_error=0.3,  # better than always answering the majority answer (36.6 % error on SHAPES test)
-    audit_view=lambda row: (region_names(GRID), row["question"], row["answer"]),
+    audit_view=lambda row: (region_names(_grid(row)), row["question"], row["answer"]),
     augment=augment,
     question_type=lambda row: row["question_type"],
+    score=score,
     audit_image=from_cells,
 )
