@@ -155,6 +155,7 @@ def test_the_run_forms_show_every_default_and_describe_every_field():
     from flows.operations import retrain_flow
     from flows.pos import pos_flow
     from flows.sst import sst_flow
+    from flows.vqa import vqa_flow
 
     retrain = parameter_schema(retrain_flow.fn).model_dump_for_openapi()
     babi = retrain["definitions"]["BabiRunConfig"]["properties"]
@@ -163,7 +164,11 @@ def test_the_run_forms_show_every_default_and_describe_every_field():
     assert sst["model"]["default"]["passes"] == 2 and sst["train"]["default"]["max_epochs"] == 30
     pos = parameter_schema(pos_flow.fn).model_dump_for_openapi()["definitions"]["PosRunConfig"]["properties"]
     assert pos["model"]["default"]["answer"] == "tags"
-    for schema in (retrain, parameter_schema(sst_flow.fn).model_dump_for_openapi()):
+    vqa_form = parameter_schema(vqa_flow.fn).model_dump_for_openapi()
+    vqa = vqa_form["definitions"]["VqaRunConfig"]["properties"]
+    assert vqa["model"]["default"]["input"] == "regions" and vqa["augment"]["default"] is True
+    assert vqa["datasets"]["default"] == ["shapes"] and "reads_images" not in vqa  # a class constant, not a field
+    for schema in (retrain, parameter_schema(sst_flow.fn).model_dump_for_openapi(), vqa_form):
         for name, definition in schema["definitions"].items():
             undescribed = [field for field, spec in definition["properties"].items() if not spec.get("description")]
             assert not undescribed, (name, undescribed)
