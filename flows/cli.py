@@ -17,7 +17,7 @@ from dmn.apps.babi import BabiRunConfig, parse_babi_tasks
 from dmn.apps.base import RunConfig
 from dmn.apps.pos import PosRunConfig
 from dmn.apps.sst import SstRunConfig
-from dmn.apps.vqa import VqaRunConfig
+from dmn.apps.vqa import DATASETS, VqaRunConfig
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.operations_config import EvaluateConfig, Gate
 
@@ -36,12 +36,17 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
-def _granularities(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",")]
-    unknown = [item for item in items if item not in ("fine", "binary")]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown granularity {unknown[0]!r}; use 'fine', 'binary' or 'fine,binary'")
-    return items
+def _choices(kind: str, known: tuple[str, ...]):
+    """An argparse type: a comma-separated list of `known` names (e.g. 'fine,binary')."""
+
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",")]
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {unknown[0]!r}; use one or more of {', '.join(known)}")
+        return items
+
+    return parse
 
 
 def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfig], units: str) -> None:
@@ -145,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")
     sst.add_argument(
         "--granularities",
-        type=_granularities,
+        type=_choices("granularity", ("fine", "binary")),
         default=["fine", "binary"],
         help="'fine', 'binary' or 'fine,binary' (default): one model each",
     )
@@ -168,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(pos, PosRunConfig, "tag set")
 
     vqa = apps.add_parser("vqa", help="visual QA (SHAPES): ingest -> tokenise -> train -> evaluate -> register")
+    vqa.add_argument(
+        "--datasets",
+        type=_choices("data set", DATASETS),
+        default=["shapes"],
+        help="'shapes' (default), 'vqa-v2' or 'shapes,vqa-v2': one model each",
+    )
     vqa.add_argument("--source", default="bundled", help=VqaRunConfig.model_fields["source"].description)
     vqa.add_argument(
         "--no-augment",
@@ -188,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--unit",
         "--babi-task",
         "--granularity",
+        "--dataset",
         dest="unit",
         default=None,
-        help="which model (bAbI task, SST granularity), when the version holds several",
+        help="which model (bAbI task, SST granularity, visual QA data set), when the version holds several",
     )
     ask.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     promote = commands.add_parser("promote", help="gate the challenger (or --version) and move the champion alias")

@@ -295,3 +295,14 @@ def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_ap
     humans = [[a["answer"] for a in annotation["answers"]] for annotation in annotations]
     served = sum(vqa_accuracy(a, h) for a, h in zip(answers, humans)) / len(humans)
     assert unit["vqa_accuracy"] == pytest.approx(served)
+
+
+def test_dmn_run_vqa_options_build_its_config():
+    from flows.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["run", "vqa", "--datasets", "shapes,vqa-v2", "--no-augment", "--model", "dmn"])
+    config = config_from_args(args)
+    assert config.datasets == ["shapes", "vqa-v2"] and config.augment is False
+    assert config.model.architecture == "dmn" and config.model.input_kind == "regions"
+    assert config.model.answer_kind == "class"  # the original DMN's decoder is not the answer of a class
+    assert config_from_args(build_parser().parse_args(["run", "vqa"])).augment is True
