@@ -43,7 +43,10 @@ def signature(app: Application) -> ModelSignature:
     )
 
 
-TEST_METRICS = ("accuracy", "error", "dev_accuracy", "unknown_word_accuracy", "sentence_accuracy", "support_hit_rate")
+TEST_METRICS = (
+    "accuracy", "error", "dev_accuracy", "unknown_word_accuracy", "sentence_accuracy", "support_hit_rate",
+    "vqa_accuracy",
+)  # fmt: skip
 
 
 def _column(column: Column) -> ColSpec:

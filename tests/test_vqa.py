@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from mlflow.exceptions import MlflowException
 
 from dmn.apps.vqa import BUNDLED, VqaRunConfig, augment
@@ -199,7 +198,7 @@ def test_text_applications_refuse_the_visual_input_module():
         BabiRunConfig(model=ModelConfig(input="regions"))
     with pytest.raises(ValueError, match="model.input: this application reads images"):
         VqaRunConfig(model=ModelConfig(input="sentences"))
-    assert torch.equal(torch.tensor(VqaRunConfig().model.input == "regions"), torch.tensor(True))
+    assert VqaRunConfig().model.input == "regions"
 
 
 def test_vqa_accuracy_and_the_official_normalisation():
@@ -295,6 +294,15 @@ def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_ap
     humans = [[a["answer"] for a in annotation["answers"]] for annotation in annotations]
     served = sum(vqa_accuracy(a, h) for a, h in zip(answers, humans)) / len(humans)
     assert unit["vqa_accuracy"] == pytest.approx(served)
+    run = mlflow.tracking.MlflowClient(config.tracking_uri).get_run(outcome["version"].run_id)
+    assert run.data.metrics["dataset_vqa-v2.test_vqa_accuracy"] == pytest.approx(served)
+
+    # a photo as sent: any size (resized as training's were), as a path or as base64 text of 112x112 PNG bytes
+    photo = str(images[0])
+    encoded = base64.b64encode(png_bytes(_image(photo, (112, 112, 3)))).decode()
+    assert len(encoded) > 4096  # longer than any path: not taken for one
+    again = model.predict(pd.DataFrame({"image": [photo, encoded], "question": [questions[0]["question"]] * 2}))
+    assert again == [answers[0], answers[0]]
 
 
 def test_dmn_run_vqa_options_build_its_config():
@@ -306,3 +314,21 @@ def test_dmn_run_vqa_options_build_its_config():
     assert config.model.architecture == "dmn" and config.model.input_kind == "regions"
     assert config.model.answer_kind == "class"  # the original DMN's decoder is not the answer of a class
     assert config_from_args(build_parser().parse_args(["run", "vqa"])).augment is True
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (None, "no image given"),
+        ([[[0, 0, 0]], [[0, 0, 0], [1, 1, 1]]], "nested lists of different lengths"),
+        ([[["a", "b", "c"]]], "an array of uint8 pixels is needed, got dtype <U1"),
+        (b"GIF89a....", "bytes that are not a PNG or JPEG image"),
+        ("no such file!" * 400, "is neither an image file nor base64 image bytes"),
+    ],
+)
+def test_bad_request_images_are_one_line_errors(value, message):
+    from dmn.data.images import read_image
+    from dmn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        read_image(value, (30, 30, 3))

@@ -178,9 +178,10 @@ def _vqa_v2_rows(files: dict[str, str]) -> list[dict]:
 
 def settings(config: VqaRunConfig, dataset: str) -> dict:
     """The image size and grid of the data set; mirroring and recolouring keep SHAPES' answers only (a photo's
-    "what colour is the bus" does not survive them)."""
+    "what colour is the bus" does not survive them); a photo of any size is resized as training's were."""
     shape, grid = IMAGES[dataset]
-    return {"image_shape": list(shape), "grid": grid, "augment": config.augment and dataset == "shapes"}
+    shapes = dataset == "shapes"  # requests of another size are refused (SHAPES) or resized as the photos were
+    return {"image_shape": list(shape), "grid": grid, "augment": config.augment and shapes, "resize": not shapes}
 
 
 def score(rows: list[dict], answers: list[str]) -> dict:
@@ -230,7 +231,7 @@ def parse_request(request: dict, settings: dict) -> dict:
     """{'image': an array, PNG/JPEG bytes, base64 of them or a path; 'question': text} -> a row; ConfigError
     naming the column."""
     try:
-        image = read_image(request.get("image"), tuple(settings["image_shape"]))
+        image = read_image(request.get("image"), tuple(settings["image_shape"]), resize=settings.get("resize", False))
     except ConfigError as error:
         raise ConfigError(f"image: {error}") from None
     question = str(request.get("question", ""))

@@ -48,31 +48,60 @@ def image_regions(images: list[np.ndarray], grid: int) -> torch.Tensor:
     return cells[:, list(rows), list(columns)].contiguous()  # (N, R, C, h, w)
 
 
-def read_image(value, shape: tuple[int, ...]) -> np.ndarray:
+def read_image(value, shape: tuple[int, ...], resize: bool = False) -> np.ndarray:
     """A request's image -> an (H, W, C) uint8 array of `shape` (the one the model was trained on).
 
     Accepts an array or nested lists (H, W, C) of uint8 values, PNG or JPEG bytes, base64 text of such bytes
-    (JSON requests), or the path of an image file. ConfigError saying what is wrong (the caller names the row
-    and column)."""
-    if isinstance(value, str) and not Path(value).is_file():
-        try:
-            value = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{value[:60]!r} is neither an image file nor base64 image bytes") from None
+    (JSON requests), or the path of an image file. With `resize`, an image of another size is resized as the
+    training images were (bilinear); without, it is refused. ConfigError saying what is wrong (the caller
+    names the row and column)."""
+    if value is None:
+        raise ConfigError("no image given")
     if isinstance(value, str):
-        value = Path(value).read_bytes()
+        path = _existing_file(value)
+        if path is None:
+            try:
+                value = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigError(f"{value[:60]!r} is neither an image file nor base64 image bytes") from None
+        else:
+            try:
+                value = path.read_bytes()
+            except OSError as error:
+                raise ConfigError(f"{path}: {error.strerror}") from None
     if isinstance(value, bytes | bytearray):
         array = _decoded(bytes(value))
     else:
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except ValueError:  # nested lists of different lengths
+            raise ConfigError("nested lists of different lengths; an (H, W, C) array of pixels is needed") from None
         if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) and array.size):
             raise ConfigError(f"an array of uint8 pixels is needed, got dtype {array.dtype}")
         if array.min() < 0 or array.max() > 255:
             raise ConfigError("pixel values must lie in 0..255")
         array = array.astype(np.uint8)
+    if array.shape != tuple(shape) and resize and array.ndim == 3 and array.shape[-1] == shape[-1]:
+        array = resized(array, shape)
     if array.shape != tuple(shape):
         raise ConfigError(f"shape {array.shape}; the model reads images of shape {tuple(shape)} (H, W, C) uint8")
     return array
+
+
+def resized(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An (H, W, C) uint8 image resized to `shape`'s H and W, bilinear (as VQA v2's training images are)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+def _existing_file(text: str) -> Path | None:
+    """`text` as the path of a file, or None (also for text no file system takes as a path: long base64)."""
+    try:
+        path = Path(text)
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _decoded(data: bytes) -> np.ndarray:
@@ -83,7 +112,7 @@ def _decoded(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
         raise ConfigError(f"unreadable image bytes ({error})") from None
 
 

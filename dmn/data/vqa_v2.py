@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmn.data.images import resized
 from dmn.data.vocab import tokenize
 from dmn.errors import DataError
 
@@ -91,7 +92,10 @@ def read_vqa_split(files: dict[str, str], name: str, image_shape: tuple[int, int
         annotation = by_question.get(question["question_id"])
         if annotation is None:
             raise DataError(annotations_file, f"no annotation of question_id {question['question_id']}", line=line)
-        answers = [a["answer"] for a in annotation["answers"]]
+        answers = [a.get("answer") if isinstance(a, dict) else None for a in annotation["answers"]]
+        if not all(isinstance(a, str) for a in answers):
+            raise DataError(annotations_file, f"answers of question_id {question['question_id']}: each needs an "
+                            "'answer' string", line=line)  # fmt: skip
         if not answers or not tokenize(question["question"]):
             raise DataError(questions_file, "a question needs words and human answers", line=line)
         if question["image_id"] not in images:
@@ -141,6 +145,6 @@ def _image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB").resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-    except (UnidentifiedImageError, OSError) as error:
+            return resized(np.asarray(image.convert("RGB")), shape)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
         raise DataError(path, f"unreadable image ({error})") from None
