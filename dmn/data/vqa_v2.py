@@ -9,8 +9,9 @@ Files of a split `<name>` (e.g. train2014, val2014), anywhere under the source f
 Scoring (the official evaluation, github.com/GT-Vision-Lab/VQA, vqaEval.py): an answer scores
 min(#humans who gave it / 3, 1), averaged over the ten leave-one-out subsets of the ten human answers (one match
 of ten scores 0.3), after the official normalisation (punctuation, number words to digits, articles dropped,
-contractions). Unlike that script, the humans' answers are normalised as the prediction is, always: it maps
-the predicted "none" to "0" but leaves the humans' "none" alone when they agree, so a right "none" scored 0.
+contractions). Unlike that script, the humans' answers are normalised as the prediction is, always: the script
+normalises them only where they differ, and its number mapping turns a normalised "none" into "0", so a right
+"none" could score 0 against humans' "none".
 """
 
 from __future__ import annotations
