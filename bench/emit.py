@@ -20,9 +20,11 @@ def emit(result: dict, results: Path | None) -> None:
         }
     )
     print(line)
-    if results is not None:
+    if results is not None:  # a temporary file, then a rename: never a half-written results file
         results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(line + "\n")
+        temporary = results.with_name(f".{results.name}.tmp")
+        temporary.write_text(line + "\n")
+        os.replace(temporary, results)
 
 
 def model_parser(description: str) -> argparse.ArgumentParser:
