@@ -55,11 +55,13 @@ def evaluate(
     per_token: bool = False,
     classes: int | None = None,
     groups: list[str] | None = None,
+    score=None,
 ) -> dict:
     """Metrics of `model` on `data`: `accuracy` is the share of examples answered exactly, or with `per_token`
     (tagging) the share of tokens tagged right, then also on the words the vocabulary lacks and per sentence.
     With `classes` (class or tag answers), also the confusion matrix (rows true, columns predicted); with
-    `groups` (a name per example: its question type), also the examples and exact accuracy of each group."""
+    `groups` (a name per example: its question type), also the examples and exact accuracy of each group; with
+    `score` (answer ids (N, T) -> metrics), also its metrics (visual QA: VQA's accuracy)."""
     answers, gates = predict(model, data, device=device)
     exact = exact_match(answers, data.target).float()  # (N,)
     has_support = (data.supporting >= 0).any(-1)  # (N,)
@@ -85,6 +87,8 @@ def evaluate(
             for name in sorted(set(groups))
             for members in [torch.tensor([g == name for g in groups])]
         }
+    if score is not None:
+        metrics.update(score(answers))
     return {
         **metrics,
         "error": 1.0 - metrics["accuracy"],

@@ -21,7 +21,7 @@ from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
 from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
-from dmn.evaluate import evaluate, predict
+from dmn.evaluate import evaluate
 from dmn.models import ModelSizes
 from dmn.train import resolve_device, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
@@ -136,12 +136,14 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
         dev["dev_accuracy"] = evaluate(model, dev_data, device, per_token=per_token)["accuracy"]
     classes = len(vocab.answers) if app.per_class else None
     groups = [app.question_type(row) for row in rows] if app.question_type else None
-    metrics = evaluate(model, data, device, per_token=per_token, classes=classes, groups=groups)
+
+    def score(answers):  # (N, T) answer ids -> the application's own test metrics
+        return app.score(rows, [app.render_answer(ids.tolist(), vocab, kind) for ids in answers])
+
+    scored = score if app.score is not None else None
+    metrics = evaluate(model, data, device, per_token=per_token, classes=classes, groups=groups, score=scored)
     if app.per_class:
         metrics["classes"] = list(vocab.answers)
-    if app.score is not None:
-        answers, _ = predict(model, data, device=device)  # (N, T) ids
-        metrics.update(app.score(rows, [app.render_answer(ids.tolist(), vocab, kind) for ids in answers]))
     return {
         "unit": unit,
         **metrics,

@@ -377,14 +377,7 @@ def next_steps(args: argparse.Namespace, version, decision) -> str:
             f"Not champion ({why}). To promote it: dmn promote {version.name} --version {version.version}"
             f"{tracking}   (add --force --reason TEXT to skip the gate)"
         ]
-    columns = {column.name for column in application(args.application).request_columns}
-    if "story" in columns:
-        asking = '--story story.txt --question "Where is Mary?"'
-    elif "image" in columns:
-        asking = '--image shapes.png --question "is a red shape left of a circle"'
-    else:
-        asking = '--sentence "A fine film."'
-    lines.append(f"Ask it:   dmn ask {version.uri} {asking}{tracking}")
+    lines.append(f"Ask it:   dmn ask {version.uri} {application(args.application).ask_hint}{tracking}")
     serve_env = f"MLFLOW_TRACKING_URI={args.tracking_uri} " if args.tracking_uri else ""
     lines.append(f"Serve it: {serve_env}mlflow models serve -m {version.uri} --env-manager local -p 5001")
     return "\n".join(lines)

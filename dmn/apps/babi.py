@@ -216,6 +216,7 @@ APPLICATION = Application(
     request_columns=(Column("story"), Column("question")),
     output=Column("answer"),
     example_request=example_request,
+    ask_hint='--story story.txt --question "Where is Mary?"',
     anchors=anchors,
     per_class=False,
     pass_error=0.05,  # the bAbI convention: a task is passed at 95 % accuracy or more

@@ -106,6 +106,7 @@ class Application:
     request_columns: tuple[Column, ...]  # the pyfunc's input columns, besides the unit's
     output: Column  # what the pyfunc answers per row (bAbI: an answer string; tagging: a list of tags)
     example_request: Callable[[dict], dict]  # a tokenised test row -> a request row (the pyfunc's input example)
+    ask_hint: str  # the options of a `dmn ask` example, printed after a run ('--sentence "A fine film."')
     anchors: Callable[[RunConfig], list[str]]  # published results to read the report against
     per_class: bool  # report per-class precision and recall and the confusions (sentiment labels, tags)
     pass_error: float | None  # a unit passes at this test error or below (bAbI: 0.05); None: no such convention

@@ -168,6 +168,7 @@ APPLICATION = Application(
     request_columns=(Column("sentence", required=False), Column("tokens", "strings", required=False)),
     output=Column("tags", "strings"),
     example_request=lambda row: {"tokens": row["words"]},
+    ask_hint='--sentence "The company said it expects higher sales."',
     anchors=anchors,
     per_class=True,
     pass_error=None,

@@ -179,6 +179,7 @@ APPLICATION = Application(
     request_columns=(Column("sentence", required=False), Column("tokens", "strings", required=False)),
     output=Column("label"),
     example_request=lambda row: {"sentence": row["sentence"]},
+    ask_hint='--sentence "A fine film."',
     anchors=anchors,
     per_class=True,
     pass_error=None,

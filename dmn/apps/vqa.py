@@ -98,8 +98,13 @@ class VqaRunConfig(RunConfig):
         return self
 
 
+SHAPES_FILES = frozenset(
+    f"{split}{suffix}" for names in SHAPES_SPLITS.values() for split in names for suffix in SUFFIXES
+)
+
+
 def _is_shapes_file(name: str) -> bool:
-    return any(name == f"{split}{suffix}" for names in SHAPES_SPLITS.values() for split in names for suffix in SUFFIXES)
+    return name in SHAPES_FILES
 
 
 def _wanted(name: str) -> bool:
@@ -112,9 +117,8 @@ def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
     raw = ingest_files(config.source, data_root, "vqa", _wanted, BUNDLED, config.source_sha256)
     names = set(raw.files())
     if "shapes" in config.datasets:
-        needed = {f"{split}{suffix}" for files in SHAPES_SPLITS.values() for split in files for suffix in SUFFIXES}
-        if needed - names:
-            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(needed - names))}")
+        if SHAPES_FILES - names:
+            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(SHAPES_FILES - names))}")
     if "vqa-v2" in config.datasets and not split_names(raw.files()):
         raise DataError(config.source, "no VQA v2 *_questions.json there")
     return raw
@@ -279,6 +283,7 @@ APPLICATION = Application(
         "image": base64.b64encode(png_bytes(from_cells(row))).decode(),
         "question": row["question"],
     },
+    ask_hint='--image shapes.png --question "is a red shape left of a circle"',
     anchors=anchors,
     per_class=True,
     pass_error=None,
