@@ -46,6 +46,12 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-sentences", type=int, default=None, help="story cut (default: the pipeline's)")
+    parser.add_argument(
+        "--bucket-by-length",
+        choices=["on", "off"],
+        default=None,
+        help="batch by story length (default: the application's)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--nproc-per-node", type=int, default=1, help="data-parallel processes")
     parser.add_argument("--results", type=Path, default=None, help="JSON file to store the figures in")
@@ -59,6 +65,8 @@ def main() -> None:
     model_config = ModelConfig(**{**defaults.model.model_dump(), **model})
     trained = {"batch_size": args.batch_size, "device": str(device), "max_epochs": args.epochs,
                "patience": args.epochs, "supervise_gates": args.supervise_gates}  # fmt: skip
+    if args.bucket_by_length is not None:
+        trained["bucket_by_length"] = args.bucket_by_length == "on"
     train_config = TrainConfig(**{**defaults.train.model_dump(), **trained})  # the application's batching
     config = app.config_type(source=args.source, model=model_config, train=train_config, **babi)
     unit = app.unit_type(args.unit) if args.unit else app.units(config)[0]

@@ -45,6 +45,7 @@ def save_checkpoint(
         "sizes": asdict(sizes),
         "best_epoch": result.best_epoch,
         "best_valid_loss": result.best_valid_loss,
+        "best_valid_accuracy": result.best_valid_accuracy,
         "history": result.history,
         "seconds": result.seconds,
         "state_dict": result.state_dict,

@@ -77,7 +77,20 @@ class TrainConfig(BaseModel):
         1e-3, ge=0, description="L2 coefficient on non-bias weights (the paper gives none; 1e-3 as the public TF code)."
     )
     max_epochs: int = Field(256, ge=1, description="Upper bound on epochs.")
-    patience: int = Field(20, ge=1, description="Stop after this many epochs without a lower validation loss.")
+    patience: int = Field(20, ge=1, description="Stop after this many epochs without a better epoch (see select_by).")
+    select_by: Literal["valid_loss", "valid_accuracy"] = Field(
+        "valid_loss",
+        description="What makes an epoch (and a restart) the best: 'valid_loss', the lowest validation loss (the "
+        "DMN+ paper), or 'valid_accuracy', the highest validation accuracy, ties going to the lower loss (the public "
+        "PyTorch DMN+; on small validation sets the loss rises with confidence while the accuracy still climbs).",
+    )
+    target_valid_accuracy: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Stop as soon as the validation accuracy reaches this (the public PyTorch DMN+ stops at 1.0); "
+        "None: train until `patience` runs out.",
+    )
     valid_fraction: float = Field(
         0.1,
         gt=0,

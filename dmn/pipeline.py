@@ -23,7 +23,7 @@ from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
 from dmn.evaluate import evaluate
 from dmn.models import ModelSizes
-from dmn.train import resolve_device, split_validation, train_dmn, world
+from dmn.train import resolve_device, selection_key, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
 
 
@@ -42,9 +42,15 @@ def training_digest(
     )
 
 
-def best_checkpoint(paths: list[str]) -> str:
-    """Of several restarts of one unit, the checkpoint with the lowest validation loss."""
-    return min(paths, key=lambda path: load_checkpoint(path)[1]["best_valid_loss"])
+def best_checkpoint(paths: list[str], select_by: str) -> str:
+    """Of several restarts of one unit, the best checkpoint by the rule that chose their epochs (`select_by`)."""
+
+    def key(path: str) -> tuple[float, float]:
+        meta = load_checkpoint(path)[1]
+        best = next(record for record in meta["history"] if record["epoch"] == meta["best_epoch"])
+        return selection_key(select_by, best["valid_loss"], best["valid_accuracy"])
+
+    return min(paths, key=key)
 
 
 def train_unit(

@@ -1,5 +1,6 @@
 """Training of one DMN (either architecture) on one unit, as the DMN+ paper: Adam, L2 on non-bias weights,
-early stopping on the validation loss, and selection of the epoch with the lowest validation loss. The loss
+early stopping on the validation loss, and selection of the epoch with the lowest validation loss (or, with
+`select_by="valid_accuracy"`, the highest validation accuracy). The loss
 is the cross-entropy of the answer (one class, or every word of a sequence with teacher forcing), plus, with
 `supervise_gates`, the cross-entropy of each pass's gates against that pass's supporting fact (Kumar 2016).
 
@@ -36,7 +37,7 @@ from dmn.data.batching import IGNORE, Batch, Examples, make_batch
 from dmn.errors import ConfigError, DataError
 from dmn.models import ModelOutput, ModelSizes, build_model
 
-PROGRESS_FORMAT = "dmn-progress/2"
+PROGRESS_FORMAT = "dmn-progress/3"
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]  # a copy of the best epoch's weights, not the live ones
     best_epoch: int
     best_valid_loss: float
+    best_valid_accuracy: float
     history: list[dict] = field(default_factory=list)  # one dict of metrics per epoch
     seconds: float = 0.0
 
@@ -109,6 +111,11 @@ def gate_loss(output: ModelOutput, supporting: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.gate_scores[:, :passes][chosen], wanted[chosen])  # (N, S) against (N,)
 
 
+def selection_key(select_by: str, valid_loss: float, valid_accuracy: float) -> tuple[float, float]:
+    """Lower is better: the validation loss, or the validation accuracy with ties to the lower loss."""
+    return (valid_loss, 0.0) if select_by == "valid_loss" else (-valid_accuracy, valid_loss)
+
+
 def bucketed(order: list[int], lengths: torch.Tensor, batch_size: int, seed: int) -> list[int]:
     """`order` regrouped into batches of similar length: each window of 50 batches is sorted by length and cut
     into batches, and the batches are shuffled with `seed`. Every example stays, once; lengths (N,)."""
@@ -163,7 +170,8 @@ def train_dmn(
     progress_path: str | Path | None = None,
     word_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train until the validation loss has not improved for `patience` epochs; keep the best weights.
+    """Train until no epoch has been better (`select_by`) for `patience` epochs, or until the validation accuracy
+    reaches `target_valid_accuracy`; keep the best epoch's weights.
 
     `word_vectors`: (V, D) pre-trained vectors and a (V,) bool of the words they hold, copied into the first D
     dimensions of those words' embeddings before training."""
@@ -181,7 +189,8 @@ def train_dmn(
     model = model.to(device)
     optimizer = optimizer_for(model, train_config)
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
-    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_state": None}
+    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_valid_accuracy": 0.0}
+    state["best_state"] = None
     if progress_path is not None and storage.exists(progress_path):
         state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
@@ -196,7 +205,7 @@ def train_dmn(
         leave=False,
     )
     for epoch in epochs:
-        if epoch - state["best_epoch"] > train_config.patience:
+        if epoch - state["best_epoch"] > train_config.patience or _reached_target(state, train_config):
             break  # a resumed run that had already stopped
         sampler.set_epoch(epoch)
         epoch_started = time.perf_counter()
@@ -225,23 +234,33 @@ def train_dmn(
         }
         state["history"].append(record)
         state["epoch"] = epoch
-        if record["valid_loss"] < state["best_valid_loss"]:
+        key = selection_key(train_config.select_by, record["valid_loss"], record["valid_accuracy"])
+        if state["best_state"] is None or key < selection_key(
+            train_config.select_by, state["best_valid_loss"], state["best_valid_accuracy"]
+        ):
             state.update(best_epoch=epoch, best_valid_loss=record["valid_loss"])
+            state["best_valid_accuracy"] = record["valid_accuracy"]
             state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if progress_path is not None:
             _save_progress(progress_path, state, model, optimizer, model_config, train_config, rank, world_size)
         epochs.set_postfix(valid_loss=f"{record['valid_loss']:.3f}", valid_acc=f"{record['valid_accuracy']:.3f}")
         if on_epoch is not None and rank == 0:
             on_epoch(record)
-        if epoch - state["best_epoch"] >= train_config.patience:
+        if epoch - state["best_epoch"] >= train_config.patience or _reached_target(state, train_config):
             break
     return TrainResult(
         copy.deepcopy(state["best_state"]),
         state["best_epoch"],
         state["best_valid_loss"],
+        state["best_valid_accuracy"],
         state["history"],
         time.perf_counter() - started,
     )
+
+
+def _reached_target(state: dict, config: TrainConfig) -> bool:
+    target = config.target_valid_accuracy
+    return target is not None and state["best_state"] is not None and state["best_valid_accuracy"] >= target
 
 
 def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -290,5 +309,5 @@ def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
         device_state = payload["device_rng_states"][rank]
         if device_state is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(device_state)
-    keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_state")
+    keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_valid_accuracy", "best_state")
     return {key: payload[key] for key in keys}

@@ -54,7 +54,15 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     options default to the application's own defaults (unset here, filled by `config_from_args`)."""
     parser.add_argument("--sha256", dest="source_sha256", default=None, help="expected sha256 of an archive source")
     parser.add_argument("--epochs", dest="max_epochs", type=int, help="most epochs (early stopping may end sooner)")
-    parser.add_argument("--patience", type=int, help="epochs without a better validation loss")
+    parser.add_argument("--patience", type=int, help="epochs without a better epoch (see --select-by)")
+    parser.add_argument(
+        "--select-by",
+        choices=["valid_loss", "valid_accuracy"],
+        help="the best epoch and restart: lowest validation loss (paper) or highest validation accuracy",
+    )
+    parser.add_argument(
+        "--target-valid-accuracy", type=float, help="stop once the validation accuracy reaches this (e.g. 1.0)"
+    )
     parser.add_argument("--batch-size", type=int, help="examples per step")
     parser.add_argument("--learning-rate", type=float, help="Adam's learning rate")
     parser.add_argument("--l2", type=float, help="L2 coefficient on non-bias weights")
@@ -102,7 +110,7 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         "--seeds",
         type=_int_list,
         default=None,
-        help=f"restarts per {units}, e.g. '0,1,2' (lowest validation loss kept)",
+        help=f"restarts per {units}, e.g. '0,1,2' (the best by --select-by kept)",
     )
     parser.add_argument("--concurrency", type=int, default=1, help=f"trainings in flight at once ({units} x seeds)")
     launcher = parser.add_argument_group("distributed training (torchrun's options)")

@@ -41,8 +41,11 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
         _fresh(train, path, app_name, dataset, unit, settings[unit], seed, *training)
         for (unit, seed), path in zip(runs, paths)
     ]
-    # restarts: keep, per unit, the seed with the lowest validation loss (the paper's selection)
-    checkpoints = {u: best_checkpoint([p for (unit, _), p in zip(runs, paths) if unit == u]) for u in units}
+    # restarts: keep, per unit, the best seed (the paper: the lowest validation loss; see TrainConfig.select_by)
+    checkpoints = {
+        u: best_checkpoint([p for (unit, _), p in zip(runs, paths) if unit == u], config.train.select_by)
+        for u in units
+    }
     results = [evaluate(app_name, dataset, u, checkpoints[u]) for u in units]
     digest = training_digest(app, dataset.digest, units, settings, config.model, config.train, seeds)
     document = report(app_name, config, dataset, results, digest)

@@ -1,22 +1,20 @@
-"""The hand-written backward of the attention GRU against autograd on a plain loop."""
+"""The hand-written backward passes of the recurrences against autograd on a plain loop and torch's GRU."""
 
 import torch
 
-from dmn.models.recurrence import AttentionGRUScan
+from dmn.models.recurrence import AttentionGRUScan, GRUScan, stacked_gru
 
 
 def reference(inputs, gates, weight, bias):
     """DMN+ Eq. 12-13 as a plain loop, differentiated by autograd."""
     hidden = weight.size(1)
     h = inputs.new_zeros(inputs.size(0), hidden)
-    states = []
     for i in range(inputs.size(1)):
         h_reset, h_candidate = (h @ weight.t() + bias).split(hidden, -1)
         reset = torch.sigmoid(inputs[:, i, :hidden] + h_reset)
         candidate = torch.tanh(inputs[:, i, hidden:] + reset * h_candidate)
         h = gates[:, i : i + 1] * candidate + (1 - gates[:, i : i + 1]) * h
-        states.append(h)
-    return torch.stack(states, 1)
+    return h
 
 
 def _case(batch=3, steps=5, hidden=4):
@@ -45,5 +43,30 @@ def test_gradcheck():
 
 
 def test_a_padded_fact_leaves_the_state_unchanged():
-    states = AttentionGRUScan.apply(*_case())
-    assert torch.equal(states[0, 2], states[0, 4])
+    inputs, gates, weight, bias = _case()
+    padded = AttentionGRUScan.apply(inputs, gates, weight, bias)
+    unpadded = AttentionGRUScan.apply(inputs[:1, :3], gates[:1, :3], weight, bias)
+    assert torch.equal(padded[:1], unpadded)
+
+
+def test_fusion_gru_matches_torch_gru_in_states_and_gradients():
+    torch.manual_seed(0)
+    forward_gru, backward_gru = (torch.nn.GRU(4, 4, batch_first=True).double() for _ in range(2))
+    inputs, reversed_inputs = (torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ours = stacked_gru((forward_gru, backward_gru), (inputs, reversed_inputs))
+    expected = torch.stack([forward_gru(inputs)[0], backward_gru(reversed_inputs)[0]])
+    assert torch.allclose(ours, expected)
+    grad = torch.randn_like(ours)
+    wrt = [inputs, reversed_inputs, *forward_gru.parameters(), *backward_gru.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, wrt, grad), torch.autograd.grad(expected, wrt, grad)):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_fusion_gru_gradcheck():
+    torch.manual_seed(0)
+    args = (
+        torch.randn(2, 2, 3, 9, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 9, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(GRUScan.apply, args)

@@ -61,6 +61,28 @@ def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
     assert abs(valid_loss - result.best_valid_loss) < 1e-5
 
 
+def test_selection_by_validation_accuracy_and_the_target_accuracy_stop(tmp_path, babi_root):
+    from dmn.data.vocab import Vocabulary
+    from dmn.models import ModelSizes
+    from dmn.train import train_dmn
+
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    vocab = Vocabulary.load(dataset.vocab_path)
+    rows = dataset.read(1, "train")
+    train, valid = BABI.encode(rows[:200], vocab, CUT, "class"), BABI.encode(rows[-100:], vocab, CUT, "class")
+    sizes, model = ModelSizes(len(vocab.words), len(vocab.answers)), ModelConfig(hidden_size=16)
+    config = TrainConfig(max_epochs=15, patience=15, batch_size=20, learning_rate=0.01, select_by="valid_accuracy")
+    result = train_dmn(train, valid, model, config, sizes)
+    best = max(result.history, key=lambda r: (r["valid_accuracy"], -r["valid_loss"]))
+    assert result.best_epoch == best["epoch"] and len(result.history) == 15
+    assert result.best_valid_accuracy == best["valid_accuracy"] and result.best_valid_loss == best["valid_loss"]
+    # the first epoch that reaches the target ends the run, and is kept
+    target = sorted({r["valid_accuracy"] for r in result.history})[-2]
+    stopped = train_dmn(train, valid, model, config.model_copy(update={"target_valid_accuracy": target}), sizes)
+    first = next(r for r in result.history if r["valid_accuracy"] >= target)
+    assert stopped.best_epoch == first["epoch"] == len(stopped.history)
+
+
 def test_a_diverging_run_stops_at_once_naming_the_learning_rate(tmp_path, babi_root):
     dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     config = TrainConfig(max_epochs=20, patience=20, batch_size=100, learning_rate=1e12, l2=0.0)

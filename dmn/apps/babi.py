@@ -13,6 +13,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from dmn.apps.base import Application, Column, RunConfig
+from dmn.config import TrainConfig
 from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.batching import Examples, encode_stories
 from dmn.data.lengthen import lengthen_stories
@@ -48,6 +49,10 @@ class BabiRunConfig(RunConfig):
     )
     source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
+    train: TrainConfig = Field(
+        TrainConfig(bucket_by_length=True),
+        description="The training protocol of each model (batches bucketed by story length: 1.2-1.8x faster).",
+    )
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
         {3: 130},

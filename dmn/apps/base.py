@@ -43,7 +43,7 @@ class RunConfig(BaseModel):
     )
     concurrency: int = Field(1, ge=1, description="Units (or seeds) trained at the same time.")
     seeds: list[int] | None = Field(
-        None, description="Restarts with these seeds per unit; the lowest validation loss is kept."
+        None, description="Restarts with these seeds per unit; the best by train.select_by is kept."
     )
 
     reads_images: ClassVar[bool] = False  # True: the application's stories are images (visual QA)

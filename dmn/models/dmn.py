@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmn.models.recurrence import stacked_gru
+
 END = 0  # index of the end word in a sequence answer's vocabulary
 
 
@@ -38,7 +40,7 @@ class WordGRUInput(nn.Module):
         length = int(flat_mask.sum(1).max())  # L
         words = story.flatten(1).gather(1, order[:, :length])  # (B, L) word ids
         # h_t = GRU(L[w_t], h_{t-1})  (input module)
-        states, _ = self.gru(self.embedding(words))  # (B, L, H)
+        states = stacked_gru((self.gru,), (self.embedding(words),))[0]  # (B, L, H)
         # c_s = h at the last word of sentence s
         ends = (word_mask.sum(-1).cumsum(-1) - 1).clamp(min=0)  # (B, S)
         facts = states.gather(1, ends.unsqueeze(-1).expand(-1, -1, states.size(-1)))  # (B, S, H)

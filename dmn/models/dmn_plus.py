@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmn.models.recurrence import AttentionGRU
+from dmn.models.recurrence import AttentionGRU, stacked_gru
 
 
 def positional_encoding(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
@@ -68,8 +68,7 @@ def input_fusion(forward_gru: nn.GRU, backward_gru: nn.GRU, facts: torch.Tensor,
 
     f_i = GRU_fwd(f_i, f_fwd_{i-1}) + GRU_bwd(f_i, f_bwd_{i+1})
     """
-    forward, _ = forward_gru(facts)  # (B, S, H)
-    backward, _ = backward_gru(reverse_within_length(facts, fact_mask))  # (B, S, H)
+    forward, backward = stacked_gru((forward_gru, backward_gru), (facts, reverse_within_length(facts, fact_mask)))
     backward = reverse_within_length(backward, fact_mask)  # (B, S, H)
     return (forward + backward) * fact_mask.unsqueeze(-1)  # (B, S, H)
 
@@ -108,7 +107,7 @@ class AttentionMemory(nn.Module):
             scores = scores.masked_fill(~fact_mask, float("-inf"))  # (B, S)
             # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
             gates = F.softmax(scores, dim=-1)  # (B, S)
-            context = self.attention_gru(projected_facts, gates)[:, -1]  # c^t: state at the last fact, (B, H)
+            context = self.attention_gru(projected_facts, gates)  # c^t: the state at the last fact, (B, H)
             # m^t = ReLU(W^t [m^{t-1}; c^t; q] + b)  (untied update, Eq. 14)
             memory = F.relu(update(torch.cat([memory, context, question], dim=-1)))  # (B, H)
             all_gates.append(gates)

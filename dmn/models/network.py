@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dmn.models.recurrence import stacked_gru
+
 
 class QuestionEncoder(nn.Module):
     """Question module (both papers): a GRU over the question words, sharing the input's embedding;
@@ -25,7 +27,7 @@ class QuestionEncoder(nn.Module):
 
     def forward(self, question: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
         words = self.embedding(question)  # (B, Q, H)
-        states, _ = self.gru(words)  # (B, Q, H); padding after the last word does not reach it
+        states = stacked_gru((self.gru,), (words,))[0]  # (B, Q, H); padding after the last word does not reach it
         last = (question_mask.sum(1) - 1).clamp(min=0)  # (B,)
         return states[torch.arange(states.size(0), device=states.device), last]  # (B, H)
 
