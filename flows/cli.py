@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="bundled",
         help="'bundled' (default: bAbI en 1k in data/), a folder, a tasks_1-20_v1-2.tar.gz path or URL, or hf:NAME",
     )
+    babi.add_argument(
+        "--entity-copies",
+        type=int,
+        default=None,
+        help="renamed copies of each training story (entities permuted; 0: none, the paper; default 4 at 1k, 0 at 10k)",
+    )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")
     sst.add_argument(

@@ -16,6 +16,7 @@ from dmn.apps.base import Application, Column, RunConfig
 from dmn.config import TrainConfig
 from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.batching import Examples, encode_stories
+from dmn.data.entities import rename_entities
 from dmn.data.lengthen import lengthen_stories
 from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.sources import RawBabi, ingest_babi, source_fingerprint
@@ -50,8 +51,17 @@ class BabiRunConfig(RunConfig):
     source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
     train: TrainConfig = Field(
-        TrainConfig(bucket_by_length=True),
-        description="The training protocol of each model (batches bucketed by story length: 1.2-1.8x faster).",
+        TrainConfig(bucket_by_length=True, select_by="valid_accuracy", target_valid_accuracy=1.0),
+        description="The training protocol of each model: the paper's, but batches bucketed by story length (1.3-1.8x "
+        "faster), and the epoch of the highest validation accuracy kept, stopping at 100 % (on 100 validation "
+        "questions the loss rises with confidence while the accuracy still climbs: bAbI-1k task 3 22 % -> 37 %).",
+    )
+    entity_copies: int | None = Field(
+        None,
+        ge=0,
+        description="Renamed copies of each training story (dmn/data/entities.py): its entities, the one-word answers "
+        "found in their own story (places, people, objects), permuted in story, question and answer alike; 0: the "
+        "stories as they are (the DMN+ paper). None: 4 at 1k, where 900 stories overfit, 0 at 10k.",
     )
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
@@ -128,8 +138,13 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
 
 
 def settings(config: BabiRunConfig, babi_task: int) -> dict:
-    """The story cut of this bAbI task in training and evaluation: its last N sentences (None: no cut)."""
-    return {"sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences)}
+    """The story cut of this bAbI task in training and evaluation (its last N sentences; None: no cut), and the
+    renamed copies of each training story."""
+    copies = config.entity_copies if config.entity_copies is not None else (4 if config.size == "1k" else 0)
+    return {
+        "sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences),
+        "entity_copies": copies,
+    }
 
 
 def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:
@@ -229,4 +244,5 @@ APPLICATION = Application(
     audit_view=lambda row: (row["story"], row["question"], row["answer"]),
     serving_settings=lambda settings: {**settings, "sentence_limit": None},
     lengthen=lambda rows, settings, seed: lengthen_stories(rows, settings["sentence_limit"], seed),
+    augment=lambda rows, settings, seed: rename_entities(rows, settings.get("entity_copies", 0), seed),
 )

@@ -1,0 +1,46 @@
+"""Entity renaming (dmn/data/entities.py) on real bAbI stories: entities come from the data, copies are
+consistent renamings, and nothing else changes."""
+
+from dmn.apps.babi import APPLICATION as BABI
+from dmn.apps.babi import BabiRunConfig
+from dmn.data.entities import entities, rename_entities
+from dmn.data.sources import ingest_babi
+
+
+def _rows(tmp_path, babi_root, babi_task):
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    return dataset.read(babi_task, "train")
+
+
+def test_the_entities_are_the_answers_found_in_their_stories(tmp_path, babi_root):
+    assert entities(_rows(tmp_path, babi_root, 1)) == ["bathroom", "bedroom", "garden", "hallway", "kitchen", "office"]
+    assert entities(_rows(tmp_path, babi_root, 6)) == []  # yes / no: never in a story
+    assert set(entities(_rows(tmp_path, babi_root, 5))) >= {"bill", "fred", "football", "milk"}  # "Bill" answers
+
+
+def test_a_copy_renames_story_question_and_answer_alike(tmp_path, babi_root):
+    rows = _rows(tmp_path, babi_root, 5)[:50]
+    copies = rename_entities(rows, 2, seed=0)
+    assert copies[:50] == rows and len(copies) == 150
+    names = set(entities(rows))
+    for original, copy in zip(rows * 2, copies[50:]):
+        mapping = {}
+        pairs = [*zip(sum(original["story_tokens"], []), sum(copy["story_tokens"], []))]
+        pairs += [*zip(original["question_tokens"], copy["question_tokens"])]
+        for before, after in pairs:
+            assert (before in names) == (after in names) and (before in names or before == after)
+            assert mapping.setdefault(before, after) == after  # one name for each entity, everywhere
+        assert len(set(mapping.values())) == len(mapping)  # a bijection
+        assert copy["answer"].lower() == mapping.get(original["answer"].lower(), original["answer"].lower())
+        assert copy["answer"][0].isupper() == original["answer"][0].isupper()  # "Bill" -> "Fred"
+    assert any(c["story_tokens"] != o["story_tokens"] for o, c in zip(rows * 2, copies[50:]))
+
+
+def test_lists_are_not_copied_and_the_settings_follow_the_size(tmp_path, babi_root):
+    rows = _rows(tmp_path, babi_root, 8)
+    copies = rename_entities(rows, 1, seed=0)
+    lists = [r for r in rows if "," in r["answer"]]
+    assert lists and len(copies) == 2 * len(rows) - len(lists)
+    assert BABI.settings(BabiRunConfig(), 8)["entity_copies"] == 4
+    assert BABI.settings(BabiRunConfig(size="10k"), 8)["entity_copies"] == 0
+    assert BABI.settings(BabiRunConfig(entity_copies=0), 8)["entity_copies"] == 0
