@@ -59,7 +59,8 @@ def main() -> None:
 
     device = resolve_device(args.device)
     app = application(args.application)
-    babi = {"size": args.size, "babi_tasks": [args.babi_task]} if app.name == "babi" else {}
+    # bAbI: the training file's own stories, without renamed copies (the examples the public DMN+ trains on)
+    babi = {"size": args.size, "babi_tasks": [args.babi_task], "entity_copies": [0]} if app.name == "babi" else {}
     defaults = app.config_type(source=args.source, **babi)
     model = {"architecture": args.model, "hidden_size": args.hidden, "passes": args.passes}
     model_config = ModelConfig(**{**defaults.model.model_dump(), **model})

@@ -159,5 +159,6 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
         "epochs": len(meta["history"]),
         "train_seconds": meta["seconds"],
         "seed": meta["train_config"]["seed"],
+        "settings": meta["settings"],
         "note": dataset.notes.get(unit, ""),
     }

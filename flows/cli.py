@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     babi.add_argument(
         "--entity-copies",
-        type=int,
+        type=_int_list,
         default=None,
-        help="renamed copies of each training story (entities permuted; 0: none, the paper; default 4 at 1k, 0 at 10k)",
+        help="renamed copies of each training story (entities permuted; 0: none, the paper); several, e.g. '4,0': "
+        "a model each, the best on validation kept (default '4,0' at 1k, '0' at 10k)",
     )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")

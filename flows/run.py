@@ -1,5 +1,6 @@
 """The DAG every application runs: ingest -> tokenise -> train (one model per unit and seed) -> evaluate ->
-report -> register (-> first champion, when the model has none). An application's flow (flows/babi.py...) is
+report -> register (-> first champion, when the model has none); a unit is trained once per seed and per
+settings variant, and the best of them on validation is kept. An application's flow (flows/babi.py...) is
 this with its typed configuration."""
 
 from __future__ import annotations
@@ -24,30 +25,31 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     dataset = _fresh(tokenise, tokenise(app_name, raw, data_root), app_name, raw, data_root)
     units = app.units(config)
     dataset.require(units)
-    settings = {unit: app.settings(config, unit) for unit in units}
+    variants = {unit: app.setting_variants(config, unit) for unit in units}
     seeds = config.seeds or [config.train.seed]
-    runs = [(unit, seed) for unit in units for seed in seeds]
+    runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
     training = (config.model, config.train, data_root, config.distributed)
     futures = []
-    for i, (unit, seed) in enumerate(runs):
+    for i, (unit, seed, settings) in enumerate(runs):
         if i >= config.concurrency:  # at most `concurrency` trainings in flight
             futures[i - config.concurrency].wait()
-        futures.append(train.submit(app_name, dataset, unit, settings[unit], seed, *training))
+        futures.append(train.submit(app_name, dataset, unit, settings, seed, *training))
     paths = [future.result() for future in futures]
     if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
         get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
         return {"report": None, "version": None, "decision": None}
     paths = [
-        _fresh(train, path, app_name, dataset, unit, settings[unit], seed, *training)
-        for (unit, seed), path in zip(runs, paths)
+        _fresh(train, path, app_name, dataset, unit, settings, seed, *training)
+        for (unit, seed, settings), path in zip(runs, paths)
     ]
-    # restarts: keep, per unit, the best seed (the paper: the lowest validation loss; see TrainConfig.select_by)
+    # restarts and variants: keep, per unit, the best model (the paper: the lowest validation loss of its
+    # restarts; see TrainConfig.select_by)
     checkpoints = {
-        u: best_checkpoint([p for (unit, _), p in zip(runs, paths) if unit == u], config.train.select_by)
+        u: best_checkpoint([p for (unit, _, _), p in zip(runs, paths) if unit == u], config.train.select_by)
         for u in units
     }
     results = [evaluate(app_name, dataset, u, checkpoints[u]) for u in units]
-    digest = training_digest(app, dataset.digest, units, settings, config.model, config.train, seeds)
+    digest = training_digest(app, dataset.digest, units, variants, config.model, config.train, seeds)
     document = report(app_name, config, dataset, results, digest)
     version = register(app_name, config, dataset, checkpoints, document)
     decision = promote_first(config.model_name, version.version, gate, config.tracking_uri) if version.created else None

@@ -56,13 +56,22 @@ class BabiRunConfig(RunConfig):
         "faster), and the epoch of the highest validation accuracy kept, stopping at 100 % (on 100 validation "
         "questions the loss rises with confidence while the accuracy still climbs: bAbI-1k task 3 22 % -> 37 %).",
     )
-    entity_copies: int | None = Field(
+    entity_copies: list[int] | None = Field(
         None,
-        ge=0,
         description="Renamed copies of each training story (dmn/data/entities.py): its entities, the one-word answers "
         "found in their own story (places, people, objects), permuted in story, question and answer alike; 0: the "
-        "stories as they are (the DMN+ paper). None: 4 at 1k, where 900 stories overfit, 0 at 10k.",
+        "stories as they are (the DMN+ paper). Several values train a model each per bAbI task and keep the best on "
+        "validation (renaming misleads where an entity means more than its name: task 15's 'wolf' and 'wolves'). "
+        "None: [4, 0] at 1k, where 900 stories overfit, [0] at 10k.",
     )
+
+    @field_validator("entity_copies")
+    @classmethod
+    def _copies(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 0):
+            raise ValueError("entity_copies: one or more counts of 0 or more, e.g. [4, 0]")
+        return value
+
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
         {3: 130},
@@ -139,12 +148,15 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
 
 def settings(config: BabiRunConfig, babi_task: int) -> dict:
     """The story cut of this bAbI task in training and evaluation (its last N sentences; None: no cut), and the
-    renamed copies of each training story."""
-    copies = config.entity_copies if config.entity_copies is not None else (4 if config.size == "1k" else 0)
-    return {
-        "sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences),
-        "entity_copies": copies,
-    }
+    renamed copies of each training story (the first of `variants`)."""
+    return variants(config, babi_task)[0]
+
+
+def variants(config: BabiRunConfig, babi_task: int) -> list[dict]:
+    """The settings of each model trained on this bAbI task: one per count of renamed copies."""
+    copies = config.entity_copies or ([4, 0] if config.size == "1k" else [0])
+    cut = config.max_sentences_by_task.get(babi_task, config.max_sentences)
+    return [{"sentence_limit": cut, "entity_copies": count} for count in copies]
 
 
 def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:
@@ -245,4 +257,5 @@ APPLICATION = Application(
     serving_settings=lambda settings: {**settings, "sentence_limit": None},
     lengthen=lambda rows, settings, seed: lengthen_stories(rows, settings["sentence_limit"], seed),
     augment=lambda rows, settings, seed: rename_entities(rows, settings.get("entity_copies", 0), seed),
+    variants=variants,
 )

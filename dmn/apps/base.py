@@ -125,6 +125,9 @@ class Application:
     score: Callable[[list[dict], list], dict] | None = None
     # a test row -> its image (H, W, C) uint8: the audit page draws the attention over its regions
     audit_image: Callable[[dict], Any] | None = None
+    # (config, unit) -> the settings to train the unit with, one model each, the best on validation kept
+    # (bAbI 1k: with and without renamed copies); None: the one of `settings`
+    variants: Callable[[RunConfig, Any], list[dict]] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
@@ -132,6 +135,10 @@ class Application:
         The registry is looked up by module name, not imported: the code digests (dmn/version.py) read imports,
         and adding an application to dmn/apps/__init__.py must not change those of the others."""
         return importlib.import_module("dmn.apps").application, (self.name,)
+
+    def setting_variants(self, config: RunConfig, unit) -> list[dict]:
+        """The settings each unit is trained with (several: a model each, the best on validation kept)."""
+        return self.variants(config, unit) if self.variants is not None else [self.settings(config, unit)]
 
     def units(self, config: RunConfig) -> list:
         """The units `config` asks to train."""
