@@ -28,6 +28,7 @@ def table(results: dict[str, dict]) -> str:
     sizes = [size for size in SIZES if size in results]
     tasks = {size: {row["babi_task"]: row for row in results[size]["babi_tasks"]} for size in sizes}
     header = ["bAbI task", *(f"{size}: test accuracy (best epoch / epochs)" for size in sizes), "DMN+ paper, 10k"]
+    # "renamed ×4": validation kept the model trained with renamed copies of the stories (dmn/data/entities.py)
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(sizes) + 1)]
     for babi_task in range(1, 21):
         cells = [str(babi_task)]
@@ -55,7 +56,9 @@ def table(results: dict[str, dict]) -> str:
 
 def _cell(row: dict) -> str:
     failed = " (failed)" if row["failed"] else ""
-    return f"{100 * row['accuracy']:.1f} %{failed} ({row['best_epoch']} / {row['epochs']})"
+    renamed = (row.get("settings") or {}).get("entity_copies")
+    kept = f", renamed ×{renamed}" if renamed else ""
+    return f"{100 * row['accuracy']:.1f} %{failed} ({row['best_epoch']} / {row['epochs']}{kept})"
 
 
 def _tasks(ids: list[int]) -> str:
