@@ -114,7 +114,7 @@ def train(
         path = launch(train_unit, args, distributed, train.device)
     else:
         path = train_unit(*args, progress=sys.stderr.isatty(), on_epoch=log_epoch)
-    logger.info("%s %s (seed %d) trained: %s", app.unit_title, unit, seed, path)
+    logger.info("%s %s (seed %d, settings %s) trained: %s", app.unit_title, unit, seed, settings, path)
     return path
 
 

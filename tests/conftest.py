@@ -140,6 +140,7 @@ def flow_config(tmp: Path, **overrides):
         tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
         model=ModelConfig(hidden_size=32),
         train=TrainConfig(max_epochs=15, patience=15, batch_size=32, seed=3),
+        entity_copies=[0],  # one model per task (tests/test_flow.py trains the default's two variants)
     )
     values.update(overrides)
     return BabiRunConfig(**values)

@@ -209,6 +209,27 @@ def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss
     assert kept["seed"] == best_seed and run.data.params["seeds"] == "1,2"
 
 
+def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(prefect_api, babi_en, tmp_path):
+    """bAbI 1k's default: every task with and without renamed copies of its stories; the report says which."""
+    from dmn.checkpoint import load_checkpoint
+    from dmn.config import ModelConfig
+    from dmn.report import report_markdown
+
+    (tmp_path / "source").symlink_to(babi_en)
+    train = TrainConfig(max_epochs=3, patience=3, batch_size=32, select_by="valid_accuracy")
+    config = _config(tmp_path, entity_copies=[1, 0], model=ModelConfig(hidden_size=16), train=train)
+    outcome = babi_flow(config)
+    trained = sorted((tmp_path / "data" / "models").rglob("babi_task_1.pt"))
+    metas = [load_checkpoint(path)[1] for path in trained]
+    assert sorted(meta["settings"]["entity_copies"] for meta in metas) == [0, 1]
+    renamed = next(meta for meta in metas if meta["settings"]["entity_copies"] == 1)
+    assert len(renamed["history"]) == 3
+    best = max(metas, key=lambda meta: (meta["best_valid_accuracy"], -meta["best_valid_loss"]))
+    kept = outcome["report"]["units"][0]
+    assert kept["settings"] == best["settings"]
+    assert ("renamed copies" in report_markdown(outcome["report"])) == (kept["settings"]["entity_copies"] > 0)
+
+
 def test_a_data_root_removed_behind_the_cache_is_written_anew(prefect_api, babi_en, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
     source = tmp_path / "source"
