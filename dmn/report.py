@@ -76,7 +76,7 @@ def report_markdown(report: dict) -> str:
         columns.append(("top gate on a supporting fact", lambda r: _percent(r["support_hit_rate"])))
     columns.append(("best epoch / epochs", lambda r: f"{r['best_epoch']} / {r['epochs']}"))
     if any((r.get("settings") or {}).get("entity_copies") for r in rows):  # bAbI: the variant validation kept
-        columns.append(("renamed copies", lambda r: str(r["settings"].get("entity_copies", 0))))
+        columns.append(("renamed copies", lambda r: str((r.get("settings") or {}).get("entity_copies", 0))))
     lines += [
         "| " + " | ".join(title for title, _ in columns) + " |",
         "|" + "---:|" * len(columns),

@@ -259,8 +259,9 @@ def train_dmn(
 
 
 def _reached_target(state: dict, config: TrainConfig) -> bool:
+    """The last epoch's validation accuracy reached `target_valid_accuracy`."""
     target = config.target_valid_accuracy
-    return target is not None and state["best_state"] is not None and state["best_valid_accuracy"] >= target
+    return target is not None and bool(state["history"]) and state["history"][-1]["valid_accuracy"] >= target
 
 
 def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -46,3 +46,14 @@ def test_lists_are_not_copied_and_the_settings_follow_the_size(tmp_path, babi_ro
     ]
     assert copies == [[4, 0], [0]]
     assert [s["entity_copies"] for s in BABI.setting_variants(BabiRunConfig(entity_copies=[2]), 8)] == [2]
+
+
+def test_every_renamed_answer_is_one_of_the_data_answers_in_every_task(tmp_path, babi_root):
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    for babi_task in range(1, 21):
+        rows = dataset.read(babi_task, "train")
+        answers = {row["answer"] for row in rows}
+        copies = rename_entities(rows, 1, seed=babi_task)[len(rows) :]
+        assert {copy["answer"] for copy in copies} <= answers, babi_task
+    people = {row["answer"] for row in rename_entities(dataset.read(5, "train"), 1, seed=0) if row["answer"].istitle()}
+    assert people == {"Bill", "Fred", "Jeff", "Mary"}  # people are renamed as people, objects as objects

@@ -22,38 +22,46 @@ from dmn.data.vocab import tokenize
 
 def entities(rows: list[dict]) -> list[str]:
     """The unit's entities (lower case, sorted): one-word answers that occur in their own example's story."""
-    found = set()
+    return sorted(_written(rows))
+
+
+def _written(rows: list[dict]) -> dict[str, str]:
+    """Entity (lower case) -> its answer as the data writes it ("bill" -> "Bill")."""
+    found = {}
     for row in rows:
         answer = row["answer"].lower()
         if any(answer in sentence for sentence in row["story_tokens"]):
-            found.add(answer)
-    return sorted(found)
+            found.setdefault(answer, row["answer"])
+    return found
 
 
 def rename_entities(rows: list[dict], copies: int, seed: int) -> list[dict]:
     """`rows` followed by `copies` renamed copies of each (story_tokens, question_tokens, answer changed;
-    the raw story and question text are not). The answer keeps its case ("Bill" -> "Fred"): answer classes
-    are written as the data writes them. An example whose answer holds an entity without being one (a list,
-    "apple,football") is not copied. Fewer than two entities: `rows` alone."""
-    names = entities(rows)
-    if copies == 0 or len(names) < 2:
+    the raw story and question text are not). Entities are permuted among those the data writes alike as
+    answers (capitalised with capitalised: people with people in bAbI task 5, objects with objects), so a
+    renamed answer is always one of the data's answers. An example whose answer holds an entity without being
+    one (a list, "apple,football") is not copied. No group of two entities: `rows` alone."""
+    written = _written(rows)
+    groups = [sorted(e for e in written if written[e][:1].isupper() == upper) for upper in (True, False)]
+    groups = [group for group in groups if len(group) > 1]
+    if copies == 0 or not groups:
         return list(rows)
-    known = set(names)
     rng = random.Random(seed)
     renamed = list(rows)
     for _ in range(copies):
         for row in rows:
             whole = row["answer"].lower()
-            if whole not in known and known.intersection(tokenize(whole)):
-                continue
-            mapping = dict(zip(names, rng.sample(names, len(names))))
-            answer = mapping.get(whole, row["answer"])
+            if written.get(whole, row["answer"]) != row["answer"] or (
+                whole not in written and set(written).intersection(tokenize(whole))
+            ):
+                continue  # an answer written otherwise than its entity, or a list of entities
+            mapping = {e: new for group in groups for e, new in zip(group, rng.sample(group, len(group)))}
             renamed.append(
                 {
                     **row,
                     "story_tokens": [[mapping.get(w, w) for w in sentence] for sentence in row["story_tokens"]],
                     "question_tokens": [mapping.get(w, w) for w in row["question_tokens"]],
-                    "answer": answer.capitalize() if whole in known and row["answer"][:1].isupper() else answer,
+                    "answer": written[mapping[whole]] if whole in mapping else row["answer"],
                 }
             )
     return renamed
