@@ -28,7 +28,6 @@ def table(results: dict[str, dict]) -> str:
     sizes = [size for size in SIZES if size in results]
     tasks = {size: {row["babi_task"]: row for row in results[size]["babi_tasks"]} for size in sizes}
     header = ["bAbI task", *(f"{size}: test accuracy (best epoch / epochs)" for size in sizes), "DMN+ paper, 10k"]
-    # "renamed ×4": validation kept the model trained with renamed copies of the stories (dmn/data/entities.py)
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(sizes) + 1)]
     for babi_task in range(1, 21):
         cells = [str(babi_task)]
@@ -43,7 +42,10 @@ def table(results: dict[str, dict]) -> str:
         summary.append(f"**{100 * results[size]['mean_error']:.1f} %; {len(failed)}** ({_tasks(failed)})")
     summary.append("2.8 %; 1 (16)")
     lines.append("| " + " | ".join(summary) + " |")
-    notes = []
+    notes = [
+        "Per cell: test accuracy, failed where the error is above 5 %, (best epoch / epochs trained; \"renamed ×N\" "
+        "where validation kept the model trained with N renamed copies of each story, `dmn/data/entities.py`)."
+    ]
     for size in sizes:
         recorded = results[size]["recorded"]
         notes.append(

@@ -36,14 +36,16 @@ def step_code(app: Application, step: str) -> str:
 def training_digest(
     app: Application, data_digest: str, units, settings: dict, model: ModelConfig, train: TrainConfig, seeds=None
 ) -> str:
-    """Identifies what a run trains: same data, units, settings, configuration, seeds and code -> same digest."""
+    """Identifies what a run trains: same data, units, settings (one unit's, or every unit's variants),
+    configuration, seeds and code -> same digest."""
     return digest_of(
         app.name, data_digest, sorted(units), settings, model, train, seeds or [train.seed], step_code(app, "train")
     )
 
 
 def best_checkpoint(paths: list[str], select_by: str) -> str:
-    """Of several restarts of one unit, the best checkpoint by the rule that chose their epochs (`select_by`)."""
+    """Of several models of one unit (restarts, settings variants), the best by the rule that chose their
+    epochs (`select_by`)."""
 
     def key(path: str) -> tuple[float, float]:
         meta = load_checkpoint(path)[1]

@@ -29,6 +29,27 @@ def _babi_tasks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _accuracy_or_none(text: str) -> float | str:
+    """'none' (no target: train until the patience runs out) or an accuracy in (0, 1]."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or 'none', got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or 'none', got {text!r}")
+    return value
+
+
+def _copies_list(text: str) -> list[int]:
+    """'4,0': distinct counts of 0 or more (renamed copies of each training story)."""
+    counts = _int_list(text)
+    if min(counts) < 0 or len(set(counts)) < len(counts):
+        raise argparse.ArgumentTypeError(f"expected distinct counts of 0 or more, as '4,0', got {text!r}")
+    return counts
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(item) for item in text.split(",")]
@@ -61,7 +82,14 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         help="the best epoch and restart: lowest validation loss (paper) or highest validation accuracy",
     )
     parser.add_argument(
-        "--target-valid-accuracy", type=float, help="stop once the validation accuracy reaches this (e.g. 1.0)"
+        "--target-valid-accuracy",
+        type=_accuracy_or_none,
+        help="stop once an epoch's validation accuracy reaches this (e.g. 1.0); 'none': train until the patience ends",
+    )
+    parser.add_argument(
+        "--bucket-by-length",
+        choices=["on", "off"],
+        help="batches of stories of similar length (on) or the paper's plain shuffle (off)",
     )
     parser.add_argument("--batch-size", type=int, help="examples per step")
     parser.add_argument("--learning-rate", type=float, help="Adam's learning rate")
@@ -156,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     babi.add_argument(
         "--entity-copies",
-        type=_int_list,
+        type=_copies_list,
         default=None,
         help="renamed copies of each training story (entities permuted; 0: none, the paper); several, e.g. '4,0': "
         "a model each, the best on validation kept (default '4,0' at 1k, '0' at 10k)",
@@ -350,8 +378,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         **_given(args, config_type),
         model=ModelConfig(**{**defaults.model.model_dump(), **_given(args, ModelConfig)}),
         distributed=DistributedConfig(**_fields(args, DistributedConfig)),
-        train=TrainConfig(**{**defaults.train.model_dump(), **_given(args, TrainConfig)}),
+        train=TrainConfig(**{**defaults.train.model_dump(), **_train_options(args)}),
     )
+
+
+def _train_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig options given, typed: 'none' turns the target accuracy off, 'on'/'off' are booleans."""
+    given = _given(args, TrainConfig)
+    if given.get("target_valid_accuracy") == "none":
+        given["target_valid_accuracy"] = None
+    if "bucket_by_length" in given:
+        given["bucket_by_length"] = given["bucket_by_length"] == "on"
+    return given
 
 
 def run_application(args: argparse.Namespace) -> None:

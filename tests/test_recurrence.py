@@ -1,7 +1,9 @@
 """The hand-written backward passes of the recurrences against autograd on a plain loop and torch's GRU."""
 
+import pytest
 import torch
 
+from dmn.models.dmn_plus import input_fusion, reverse_within_length
 from dmn.models.recurrence import AttentionGRUScan, GRUScan, stacked_gru
 
 
@@ -70,3 +72,28 @@ def test_fusion_gru_gradcheck():
         torch.randn(2, 9, dtype=torch.float64, requires_grad=True),
     )
     assert torch.autograd.gradcheck(GRUScan.apply, args)
+
+
+def test_one_gru_and_an_input_size_other_than_the_hidden_size():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 5, batch_first=True).double()
+    inputs = torch.randn(4, 6, 3, dtype=torch.float64)
+    assert torch.allclose(stacked_gru((gru,), (inputs,))[0], gru(inputs)[0])
+    with pytest.raises(ValueError, match="single-layer, unidirectional, batch-first"):
+        stacked_gru((torch.nn.GRU(3, 5),), (inputs,))
+
+
+def test_input_fusion_matches_torch_grus_on_stories_of_different_lengths():
+    """The fusion layer as it was written with nn.GRU: forward over the facts, backward over each story's own
+    facts reversed, summed, zero on padding."""
+    torch.manual_seed(0)
+    forward_gru, backward_gru = (torch.nn.GRU(4, 4, batch_first=True).double() for _ in range(2))
+    facts = torch.randn(3, 5, 4, dtype=torch.float64)
+    fact_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    forward, _ = forward_gru(facts)
+    backward, _ = backward_gru(reverse_within_length(facts, fact_mask))
+    expected = (forward + reverse_within_length(backward, fact_mask)) * fact_mask.unsqueeze(-1)
+    assert torch.allclose(input_fusion(forward_gru, backward_gru, facts, fact_mask), expected)
+    # a story's facts do not depend on the padding after them
+    alone = input_fusion(forward_gru, backward_gru, facts[1:2, :3], fact_mask[1:2, :3])
+    assert torch.allclose(alone, expected[1:2, :3])

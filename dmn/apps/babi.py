@@ -68,8 +68,8 @@ class BabiRunConfig(RunConfig):
     @field_validator("entity_copies")
     @classmethod
     def _copies(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or min(value) < 0):
-            raise ValueError("entity_copies: one or more counts of 0 or more, e.g. [4, 0]")
+        if value is not None and (not value or min(value) < 0 or len(set(value)) < len(value)):
+            raise ValueError("give distinct counts of 0 or more, as '4,0'")
         return value
 
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")

@@ -9,8 +9,9 @@ permutation; the model then cannot tie an answer to a name it memorised, which i
 stories. Where an entity also carries a meaning beyond its identity (bAbI task 20: "tired" sends a person to
 the bedroom), the renamed copies contradict the data: the validation set, which is never renamed, shows it.
 
-Nothing here names a word: a relabelled copy of bAbI gets the same entities, in the same order, and the
-same copies (bench/relabel_babi.py).
+Nothing here names a word: a copy of bAbI relabelled in the words' order (bench/relabel_babi.py) gets the
+same entities, in the same order, and the same copies (tests/test_bench.py trains on both with renamed
+copies).
 """
 
 from __future__ import annotations

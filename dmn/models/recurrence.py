@@ -33,7 +33,8 @@ class AttentionGRUScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, gates, weight, bias):
         # inputs (B, S, 2H) = [W^(r) f_i + b^(r); W f_i]; gates (B, S); weight (2H, H) = [U^(r); U];
-        # bias (2H,) = [0; b^(h)] (one bias per gate suffices; the input projection holds the other)
+        # bias (2H,) = [b'^(r); b^(h)], the hidden projection's (b'^(r) adds to the input projection's b^(r):
+        # redundant, as in torch's GRU, and harmless)
         hidden = weight.size(1)
         # [W^(r) f_i + b^(r); b^(h)]: the addmm of a step then yields [pre-sigmoid r_i; U h_{i-1} + b^(h)]
         added = torch.cat([inputs[..., :hidden] + bias[:hidden], bias[hidden:].expand_as(inputs[..., hidden:])], -1)
@@ -159,8 +160,12 @@ class GRUScan(torch.autograd.Function):
 
 
 def stacked_gru(grus: Sequence[nn.GRU], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The states of each single-layer GRU of `grus` over its inputs (B, S, I) -> (D, B, S, H), h_0 = 0, with
-    the GRUs' own parameters, through one GRUScan (the fusion layer's two directions: D = 2)."""
+    """The states of each GRU of `grus` over its inputs (B, S, I) -> (D, B, S, H), h_0 = 0, with the GRUs' own
+    parameters, through one GRUScan (the fusion layer's two directions: D = 2). Each GRU is a plain one: one
+    layer, one direction, batch first, with biases (ValueError otherwise: its other options are not run)."""
+    for gru in grus:
+        if gru.num_layers != 1 or gru.bidirectional or not gru.batch_first or not gru.bias:
+            raise ValueError(f"stacked_gru runs single-layer, unidirectional, batch-first GRUs with biases: {gru}")
     x = torch.stack(list(inputs))  # (D, B, S, I)
     weight_ih = torch.stack([g.weight_ih_l0 for g in grus])  # (D, 3H, I)
     bias_ih = torch.stack([g.bias_ih_l0 for g in grus])  # (D, 3H)
