@@ -26,7 +26,7 @@ DMN_PLUS_10K_ERROR = {2: 0.3, 3: 1.1, 5: 0.5, 7: 2.4, 14: 0.2, 16: 45.3, 17: 4.2
 def table(results: dict[str, dict]) -> str:
     """Markdown: a row per bAbI task, a column per size (accuracy; epochs), the published 10k error."""
     sizes = [size for size in SIZES if size in results]
-    tasks = {size: {row["babi_task"]: row for row in results[size]["babi_tasks"]} for size in sizes}
+    tasks = {size: {row["unit"]: row for row in results[size]["units"]} for size in sizes}
     header = ["bAbI task", *(f"{size}: test accuracy (best epoch / epochs)" for size in sizes), "DMN+ paper, 10k"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(sizes) + 1)]
     for babi_task in range(1, 21):
@@ -38,7 +38,7 @@ def table(results: dict[str, dict]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     summary = ["**mean error; failed (error > 5 %)**"]
     for size in sizes:
-        failed = results[size]["failed_tasks"]
+        failed = results[size]["failed_units"]
         summary.append(f"**{100 * results[size]['mean_error']:.1f} %; {len(failed)}** ({_tasks(failed)})")
     summary.append("2.8 %; 1 (16)")
     lines.append("| " + " | ".join(summary) + " |")

@@ -15,7 +15,7 @@ from babi_table import table  # noqa: E402
 
 def _row(babi_task, accuracy):
     failed = accuracy < 0.95
-    return {"babi_task": babi_task, "accuracy": accuracy, "failed": failed, "best_epoch": 3, "epochs": 9}
+    return {"unit": babi_task, "accuracy": accuracy, "failed": failed, "best_epoch": 3, "epochs": 9}
 
 
 def test_the_readme_table_matches_the_committed_results():
@@ -27,9 +27,9 @@ def test_the_table_has_every_task_the_mean_error_and_the_failed_tasks():
     rows = [_row(t, 1.0) for t in range(1, 21)]
     rows[2] = _row(3, 0.5)
     results = {
-        "babi_tasks": rows,
+        "units": rows,
         "mean_error": 0.025,
-        "failed_tasks": [3],
+        "failed_units": [3],
         "code_version": "git abc",
         "recorded": {"command": "dmn run babi --babi-tasks all", "wall_seconds": 600, "cores": 2},
     }
