@@ -43,7 +43,7 @@ def table(results: dict[str, dict]) -> str:
     summary.append("2.8 %; 1 (16)")
     lines.append("| " + " | ".join(summary) + " |")
     notes = [
-        "Per cell: test accuracy, failed where the error is above 5 %, (best epoch / epochs trained; \"renamed ×N\" "
+        'Per cell: test accuracy, failed where the error is above 5 %, (best epoch / epochs trained; "renamed ×N" '
         "where validation kept the model trained with N renamed copies of each story, `dmn/data/entities.py`)."
     ]
     for size in sizes:

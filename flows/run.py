@@ -25,7 +25,7 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     dataset = _fresh(tokenise, tokenise(app_name, raw, data_root), app_name, raw, data_root)
     units = app.units(config)
     dataset.require(units)
-    variants = {unit: app.setting_variants(config, unit) for unit in units}
+    variants = {unit: app.setting_variants(config, unit, dataset) for unit in units}
     seeds = config.seeds or [config.train.seed]
     runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
     training = (config.model, config.train, data_root, config.distributed)

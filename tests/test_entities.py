@@ -41,11 +41,14 @@ def test_lists_are_not_copied_and_the_settings_follow_the_size(tmp_path, babi_ro
     copies = rename_entities(rows, 1, seed=0)
     lists = [r for r in rows if "," in r["answer"]]
     assert lists and len(copies) == 2 * len(rows) - len(lists)
-    copies = [
-        [s["entity_copies"] for s in BABI.setting_variants(c, 8)] for c in (BabiRunConfig(), BabiRunConfig(size="10k"))
-    ]
-    assert copies == [[4, 0], [0]]
-    assert [s["entity_copies"] for s in BABI.setting_variants(BabiRunConfig(entity_copies=[2]), 8)] == [2]
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+
+    def counts(config, babi_task):
+        return [s["entity_copies"] for s in BABI.setting_variants(config, babi_task, dataset)]
+
+    assert counts(BabiRunConfig(), 8) == [4, 0] and counts(BabiRunConfig(size="10k"), 8) == [0]
+    assert counts(BabiRunConfig(entity_copies=[2]), 8) == [2]
+    assert counts(BabiRunConfig(), 6) == [0]  # yes / no: nothing to rename, one model
 
 
 def test_every_renamed_answer_is_one_of_the_data_answers_in_every_task(tmp_path, babi_root):

@@ -16,7 +16,7 @@ from dmn.apps.base import Application, Column, RunConfig
 from dmn.config import TrainConfig
 from dmn.data.babi import SPLITS, parse_babi_file
 from dmn.data.batching import Examples, encode_stories
-from dmn.data.entities import rename_entities
+from dmn.data.entities import rename_entities, renameable
 from dmn.data.lengthen import lengthen_stories
 from dmn.data.parquet import TokenisedData, is_published, publish, tokens_folder, train_rows
 from dmn.data.sources import RawBabi, ingest_babi, source_fingerprint
@@ -148,15 +148,28 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
 
 def settings(config: BabiRunConfig, babi_task: int) -> dict:
     """The story cut of this bAbI task in training and evaluation (its last N sentences; None: no cut), and the
-    renamed copies of each training story (the first of `variants`)."""
-    return variants(config, babi_task)[0]
+    renamed copies of each training story (the first count of `entity_copies`)."""
+    return _variant(config, babi_task, (config.entity_copies or _default_copies(config))[0])
 
 
-def variants(config: BabiRunConfig, babi_task: int) -> list[dict]:
-    """The settings of each model trained on this bAbI task: one per count of renamed copies."""
-    copies = config.entity_copies or ([4, 0] if config.size == "1k" else [0])
-    cut = config.max_sentences_by_task.get(babi_task, config.max_sentences)
-    return [{"sentence_limit": cut, "entity_copies": count} for count in copies]
+def variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
+    """The settings of each model trained on this bAbI task: one per count of renamed copies, where its
+    training stories have entities to rename (tasks of yes/no, counts or directions have none: one model)."""
+    copies = config.entity_copies or _default_copies(config)
+    if not renameable(dataset.read(babi_task, "train")):
+        copies = [0]
+    return [_variant(config, babi_task, count) for count in copies]
+
+
+def _default_copies(config: BabiRunConfig) -> list[int]:
+    return [4, 0] if config.size == "1k" else [0]
+
+
+def _variant(config: BabiRunConfig, babi_task: int, copies: int) -> dict:
+    return {
+        "sentence_limit": config.max_sentences_by_task.get(babi_task, config.max_sentences),
+        "entity_copies": copies,
+    }
 
 
 def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str) -> Examples:

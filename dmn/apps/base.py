@@ -125,9 +125,9 @@ class Application:
     score: Callable[[list[dict], list], dict] | None = None
     # a test row -> its image (H, W, C) uint8: the audit page draws the attention over its regions
     audit_image: Callable[[dict], Any] | None = None
-    # (config, unit) -> the settings to train the unit with, one model each, the best on validation kept
-    # (bAbI 1k: with and without renamed copies); None: the one of `settings`
-    variants: Callable[[RunConfig, Any], list[dict]] | None = None
+    # (config, unit, tokenised data) -> the settings to train the unit with, one model each, the best on
+    # validation kept (bAbI 1k: with and without renamed copies); None: the one of `settings`
+    variants: Callable[[RunConfig, Any, TokenisedData], list[dict]] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
@@ -136,9 +136,9 @@ class Application:
         and adding an application to dmn/apps/__init__.py must not change those of the others."""
         return importlib.import_module("dmn.apps").application, (self.name,)
 
-    def setting_variants(self, config: RunConfig, unit) -> list[dict]:
+    def setting_variants(self, config: RunConfig, unit, dataset: TokenisedData) -> list[dict]:
         """The settings each unit is trained with (several: a model each, the best on validation kept)."""
-        return self.variants(config, unit) if self.variants is not None else [self.settings(config, unit)]
+        return self.variants(config, unit, dataset) if self.variants is not None else [self.settings(config, unit)]
 
     def units(self, config: RunConfig) -> list:
         """The units `config` asks to train."""

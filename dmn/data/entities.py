@@ -36,6 +36,17 @@ def _written(rows: list[dict]) -> dict[str, str]:
     return found
 
 
+def _groups(written: dict[str, str]) -> list[list[str]]:
+    """The entities that may take each other's place: those written alike as answers, in groups of two or more."""
+    groups = [sorted(e for e in written if written[e][:1].isupper() == upper) for upper in (True, False)]
+    return [group for group in groups if len(group) > 1]
+
+
+def renameable(rows: list[dict]) -> bool:
+    """The rows have entities to rename: a renamed copy can differ from its story."""
+    return bool(_groups(_written(rows)))
+
+
 def rename_entities(rows: list[dict], copies: int, seed: int) -> list[dict]:
     """`rows` followed by `copies` renamed copies of each (story_tokens, question_tokens, answer changed;
     the raw story and question text are not). Entities are permuted among those the data writes alike as
@@ -43,8 +54,7 @@ def rename_entities(rows: list[dict], copies: int, seed: int) -> list[dict]:
     renamed answer is always one of the data's answers. An example whose answer holds an entity without being
     one (a list, "apple,football") is not copied. No group of two entities: `rows` alone."""
     written = _written(rows)
-    groups = [sorted(e for e in written if written[e][:1].isupper() == upper) for upper in (True, False)]
-    groups = [group for group in groups if len(group) > 1]
+    groups = _groups(written)
     if copies == 0 or not groups:
         return list(rows)
     rng = random.Random(seed)
