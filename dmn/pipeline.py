@@ -162,5 +162,6 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
         "train_seconds": meta["seconds"],
         "seed": meta["train_config"]["seed"],
         "settings": meta["settings"],
+        "variant": app.variant_name(meta["settings"]) if app.variant_name is not None else "",
         "note": dataset.notes.get(unit, ""),
     }

@@ -75,8 +75,8 @@ def report_markdown(report: dict) -> str:
     if any(r["support_hit_rate"] is not None for r in rows):
         columns.append(("top gate on a supporting fact", lambda r: _percent(r["support_hit_rate"])))
     columns.append(("best epoch / epochs", lambda r: f"{r['best_epoch']} / {r['epochs']}"))
-    if any((r.get("settings") or {}).get("entity_copies") for r in rows):  # bAbI: the variant validation kept
-        columns.append(("renamed copies", lambda r: str((r.get("settings") or {}).get("entity_copies", 0))))
+    if any(r.get("variant") for r in rows):  # the settings variant validation kept (Application.variant_name)
+        columns.append(("variant kept", lambda r: r.get("variant") or "—"))
     lines += [
         "| " + " | ".join(title for title, _ in columns) + " |",
         "|" + "---:|" * len(columns),

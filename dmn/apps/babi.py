@@ -271,4 +271,7 @@ APPLICATION = Application(
     lengthen=lambda rows, settings, seed: lengthen_stories(rows, settings["sentence_limit"], seed),
     augment=lambda rows, settings, seed: rename_entities(rows, settings.get("entity_copies", 0), seed),
     variants=variants,
+    variant_name=lambda settings: (
+        f"{settings['entity_copies']} renamed copies" if settings.get("entity_copies") else ""
+    ),
 )

@@ -128,6 +128,8 @@ class Application:
     # (config, unit, tokenised data) -> the settings to train the unit with, one model each, the best on
     # validation kept (bAbI 1k: with and without renamed copies); None: the one of `settings`
     variants: Callable[[RunConfig, Any, TokenisedData], list[dict]] | None = None
+    # a variant's settings -> how the report names the variant validation kept ("" for the plain one)
+    variant_name: Callable[[dict], str] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
