@@ -1,11 +1,12 @@
 """The README's bAbI results table, generated from the committed results files of the 20-task runs:
 
-    python bench/babi_table.py            # rewrite the table in README.md from results/babi-{1k,10k}.json
+    python bench/babi_table.py            # rewrite the table in README.md from results/babi-*.json
     python bench/babi_table.py --check    # exit 1 when README.md's table differs from what the files give
 
-The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all` and
-`python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a size without its file
-is left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
+The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`,
+the same with `--supervise-gates` (`--name babi-1k-supervised`, the attention trained on the supporting facts)
+and `python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its
+file is left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
 """
 
 from __future__ import annotations
@@ -18,40 +19,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- babi-table:begin (bench/babi_table.py writes this) -->", "<!-- babi-table:end -->"
-SIZES = ("1k", "10k")
+# results file (results/NAME.json) -> its column's heading
+RUNS = {"babi-1k": "1k", "babi-1k-supervised": "1k, gates supervised", "babi-10k": "10k"}
 # DMN+ bAbI-10k test error per task, % (the paper's table; the tasks not listed are 0.0)
 DMN_PLUS_10K_ERROR = {2: 0.3, 3: 1.1, 5: 0.5, 7: 2.4, 14: 0.2, 16: 45.3, 17: 4.2, 18: 2.1}
 
 
 def table(results: dict[str, dict]) -> str:
-    """Markdown: a row per bAbI task, a column per size (accuracy; epochs), the published 10k error."""
-    sizes = [size for size in SIZES if size in results]
-    tasks = {size: {row["unit"]: row for row in results[size]["units"]} for size in sizes}
-    header = ["bAbI task", *(f"{size}: test accuracy (best epoch / epochs)" for size in sizes), "DMN+ paper, 10k"]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(sizes) + 1)]
+    """Markdown: a row per bAbI task, a column per run (accuracy; epochs), the published 10k error."""
+    runs = [run for run in RUNS if run in results]
+    tasks = {run: {row["unit"]: row for row in results[run]["units"]} for run in runs}
+    header = ["bAbI task", *(f"{RUNS[run]}: test accuracy (best epoch / epochs)" for run in runs), "DMN+ paper, 10k"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(runs) + 1)]
     for babi_task in range(1, 21):
         cells = [str(babi_task)]
-        for size in sizes:
-            row = tasks[size].get(babi_task)
+        for run in runs:
+            row = tasks[run].get(babi_task)
             cells.append(_cell(row) if row else "—")
         cells.append(f"{100 - DMN_PLUS_10K_ERROR.get(babi_task, 0.0):.1f} %")
         lines.append("| " + " | ".join(cells) + " |")
     summary = ["**mean error; failed (error > 5 %)**"]
-    for size in sizes:
-        failed = results[size]["failed_units"]
-        summary.append(f"**{100 * results[size]['mean_error']:.1f} %; {len(failed)}** ({_tasks(failed)})")
+    for run in runs:
+        failed = results[run]["failed_units"]
+        summary.append(f"**{100 * results[run]['mean_error']:.1f} %; {len(failed)}** ({_tasks(failed)})")
     summary.append("2.8 %; 1 (16)")
     lines.append("| " + " | ".join(summary) + " |")
     notes = [
         'Per cell: test accuracy, failed where the error is above 5 %, (best epoch / epochs trained; "renamed ×N" '
         "where validation kept the model trained with N renamed copies of each story, `dmn/data/entities.py`)."
     ]
-    for size in sizes:
-        recorded = results[size]["recorded"]
+    for run in runs:
+        recorded = results[run]["recorded"]
         notes.append(
-            f"- {size}: `python bench/record_run.py --name babi-{size} -- {recorded['command'][4:]}`, "
+            f"- {RUNS[run]}: `python bench/record_run.py --name {run} -- {recorded['command'][4:]}`, "
             f"{recorded['wall_seconds'] / 60:.1f} min for the whole command on {recorded['cores']} cores "
-            f"(`results/babi-{size}.md`, code {results[size]['code_version']})."
+            f"(`results/{run}.md`, code {results[run]['code_version']})."
         )
     return "\n".join([*lines, "", *notes])
 
@@ -71,13 +73,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md differs")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of babi-{1k,10k}.json")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of the babi-*.json files")
     args = parser.parse_args()
     results = {}
-    for size in SIZES:
-        path = args.results / f"babi-{size}.json"
+    for run in RUNS:
+        path = args.results / f"{run}.json"
         if path.exists():
-            results[size] = json.loads(path.read_text())
+            results[run] = json.loads(path.read_text())
     text = args.readme.read_text()
     if BEGIN not in text or END not in text:
         sys.exit(f"{args.readme}: no generated table (the lines {BEGIN!r} and {END!r})")

@@ -33,12 +33,16 @@ def test_the_table_has_every_task_the_mean_error_and_the_failed_tasks():
         "code_version": "git abc",
         "recorded": {"command": "dmn run babi --babi-tasks all", "wall_seconds": 600, "cores": 2},
     }
-    text = table({"1k": results})
-    assert "| 3 | 50.0 % (failed) (3 / 9) | 98.9 % |" in text
-    assert "| 16 | 100.0 % (3 / 9) | 54.7 % |" in text
-    assert "**2.5 %; 1** (3)" in text
+    supervised = {**results, "units": [_row(t, 1.0) for t in range(1, 21)], "mean_error": 0.0, "failed_units": []}
+    supervised["recorded"] = {**results["recorded"], "command": "dmn run babi --babi-tasks all --supervise-gates"}
+    text = table({"babi-1k": results, "babi-1k-supervised": supervised})
+    assert "| 3 | 50.0 % (failed) (3 / 9) | 100.0 % (3 / 9) | 98.9 % |" in text
+    assert "| 16 | 100.0 % (3 / 9) | 100.0 % (3 / 9) | 54.7 % |" in text
+    assert "**2.5 %; 1** (3) | **0.0 %; 0** (none)" in text
     assert "`python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`, 10.0 min" in text
-    assert "10k:" not in text.splitlines()[0]  # no column for a size without its file
+    assert "`python bench/record_run.py --name babi-1k-supervised -- run babi --babi-tasks all --supervise-gates`" in text
+    assert "1k, gates supervised: test accuracy" in text.splitlines()[0]
+    assert "10k:" not in text.splitlines()[0]  # no column for a run without its file
 
 
 def test_a_relabelled_babi_trains_and_answers_exactly_as_the_original(tmp_path, babi_en):
