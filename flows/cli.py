@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_copies_list,
         default=None,
         help="renamed copies of each training story (entities permuted; 0: none, the paper); several, e.g. '4,0': "
-        "a model each, the best on validation kept (default '4,0' at 1k, '0' at 10k)",
+        "a model each, the best on validation kept (default '4,0' for a training file of up to 2,000 questions, as at "
+        "1k, '0' for a larger one, as at 10k)",
     )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")

@@ -36,7 +36,7 @@ def test_a_copy_renames_story_question_and_answer_alike(tmp_path, babi_root):
     assert any(c["story_tokens"] != o["story_tokens"] for o, c in zip(rows * 2, copies[50:]))
 
 
-def test_lists_are_not_copied_and_the_settings_follow_the_size(tmp_path, babi_root):
+def test_lists_are_not_copied_and_renamed_copies_are_the_1k_default(tmp_path, babi_root):
     rows = _rows(tmp_path, babi_root, 8)
     copies = rename_entities(rows, 1, seed=0)
     lists = [r for r in rows if "," in r["answer"]]
@@ -46,9 +46,28 @@ def test_lists_are_not_copied_and_the_settings_follow_the_size(tmp_path, babi_ro
     def counts(config, babi_task):
         return [s["entity_copies"] for s in BABI.setting_variants(config, babi_task, dataset)]
 
-    assert counts(BabiRunConfig(), 8) == [4, 0] and counts(BabiRunConfig(size="10k"), 8) == [0]
+    assert counts(BabiRunConfig(), 8) == [4, 0]
     assert counts(BabiRunConfig(entity_copies=[2]), 8) == [2]
     assert counts(BabiRunConfig(), 6) == [0]  # yes / no: nothing to rename, one model
+
+
+def test_the_default_copies_follow_the_size_of_each_training_file(tmp_path, babi_en):
+    """At 10k, a task read from its 10k file trains on its stories as they are; a task whose 10k training file
+    is missing is read from its 1k file and gets the 1k default, renamed copies and the stories as they are."""
+    release = tmp_path / "release"
+    (release / "en-10k").mkdir(parents=True)
+    (release / "en").symlink_to(babi_en)
+    train = (babi_en / "qa8_lists-sets_train.txt").read_text()
+    (release / "en-10k" / "qa8_lists-sets_train.txt").write_text(train * 3)  # 3,000 questions
+    for name in ("qa8_lists-sets_test.txt", "qa2_two-supporting-facts_test.txt"):
+        (release / "en-10k" / name).write_text((babi_en / name).read_text())
+    raw = ingest_babi(str(release), "10k", tmp_path / "root")
+    assert list(raw.fallbacks) == [2]
+    dataset = BABI.tokenise(raw, tmp_path / "root")
+    config = BabiRunConfig(size="10k")
+    assert len(dataset.read(8, "train")) == 3_000
+    assert [s["entity_copies"] for s in BABI.setting_variants(config, 8, dataset)] == [0]
+    assert [s["entity_copies"] for s in BABI.setting_variants(config, 2, dataset)] == [4, 0]
 
 
 def test_every_renamed_answer_is_one_of_the_data_answers_in_every_task(tmp_path, babi_root):

@@ -24,6 +24,9 @@ from dmn.data.vocab import Vocabulary, tokenize
 from dmn.errors import ConfigError
 
 BABI_TASK_IDS = tuple(range(1, 21))
+# a task's training file of at most this many questions gets renamed copies by default: bAbI 1k's 1,000, and a
+# task whose 10k file is missing (task 3 in some copies), read from its 1k file; 10k's 10,000 need none
+SMALL_TRAINING_FILE = 2_000
 LIST_SEPARATOR = ","  # tasks 8 and 19 answer with lists written "apple,football", "n,w"
 SCHEMA = pa.schema(
     [
@@ -62,7 +65,8 @@ class BabiRunConfig(RunConfig):
         "found in their own story (places, people, objects), permuted in story, question and answer alike; 0: the "
         "stories as they are (the DMN+ paper). Several values train a model each per bAbI task and keep the best on "
         "validation (renaming misleads where an entity means more than its name: task 15's 'wolf' and 'wolves'). "
-        "None: [4, 0] at 1k, where 900 stories overfit, [0] at 10k.",
+        "None: [4, 0] for a training file of up to 2,000 questions (bAbI 1k, where 900 stories overfit, and a task "
+        "whose 10k file is missing, read from its 1k file), [0] for a larger one (10k).",
     )
 
     @field_validator("entity_copies")
@@ -148,21 +152,19 @@ def _task_table(files: dict, babi_task: int) -> pa.Table:
 
 def settings(config: BabiRunConfig, babi_task: int) -> dict:
     """The story cut of this bAbI task in training and evaluation (its last N sentences; None: no cut), and the
-    renamed copies of each training story (the first count of `entity_copies`)."""
-    return _variant(config, babi_task, (config.entity_copies or _default_copies(config))[0])
+    renamed copies of each training story (the first count of `entity_copies`; by default none: `variants`
+    adds the renamed ones)."""
+    return _variant(config, babi_task, (config.entity_copies or [0])[0])
 
 
 def variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
     """The settings of each model trained on this bAbI task: one per count of renamed copies, where its
     training stories have entities to rename (tasks of yes/no, counts or directions have none: one model)."""
-    copies = config.entity_copies or _default_copies(config)
-    if not renameable(dataset.read(babi_task, "train")):
+    rows = dataset.read(babi_task, "train")
+    copies = config.entity_copies or ([4, 0] if len(rows) <= SMALL_TRAINING_FILE else [0])
+    if not renameable(rows):
         copies = [0]
     return [_variant(config, babi_task, count) for count in copies]
-
-
-def _default_copies(config: BabiRunConfig) -> list[int]:
-    return [4, 0] if config.size == "1k" else [0]
 
 
 def _variant(config: BabiRunConfig, babi_task: int, copies: int) -> dict:
