@@ -22,7 +22,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from dmn.config import DistributedConfig
 from dmn.errors import ConfigError, DMNError
-from dmn.train import resolve_device
+from dmn.train import resolve_device, share_cores
 
 
 class DistributedTrainingError(DMNError, RuntimeError):
@@ -54,8 +54,9 @@ def check_launch(config: DistributedConfig, device: str) -> None:
                 time.sleep(1)
 
 
-def launch(function: Callable, args: tuple, config: DistributedConfig, device: str):
-    """function(*args) on every rank; returns rank 0's return value (None on nodes other than 0)."""
+def launch(function: Callable, args: tuple, config: DistributedConfig, device: str, trainings: int = 1):
+    """function(*args) on every rank; returns rank 0's return value (None on nodes other than 0). `trainings`:
+    how many launches share this node at once (each rank takes its share of the cores)."""
     if not config.distributed:
         return function(*args)
     check_launch(config, device)
@@ -76,7 +77,7 @@ def launch(function: Callable, args: tuple, config: DistributedConfig, device: s
         start_method="spawn",
     )
     try:
-        results = elastic_launch(launch_config, _worker)(function, args, device)
+        results = elastic_launch(launch_config, _worker)(function, args, device, trainings)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         message = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
@@ -87,13 +88,13 @@ def launch(function: Callable, args: tuple, config: DistributedConfig, device: s
 
 
 @record
-def _worker(function: Callable, args: tuple, device: str):
+def _worker(function: Callable, args: tuple, device: str, trainings: int):
     """One rank: join the process group, run, leave cleanly."""
     use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    else:  # share the cores, as torchrun's OMP_NUM_THREADS=1 would, without starving a big machine
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
+    else:
+        share_cores(int(os.environ["LOCAL_WORLD_SIZE"]) * trainings)
     # Each restart round joins under its own key prefix: the launcher's store outlives a failed round, and
     # a restarted rank must not read the addresses of the ranks that died (gloo then dials dead ports).
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

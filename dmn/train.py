@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from dmn import storage
-from dmn.config import ModelConfig, TrainConfig
+from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.data.batching import IGNORE, Batch, Examples, make_batch
 from dmn.errors import ConfigError, DataError
 from dmn.models import ModelOutput, ModelSizes, build_model
@@ -61,6 +62,23 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device: {name!r} asked for, but CUDA is not available here")
     return device
+
+
+def share_cores(processes: int) -> None:
+    """Give this process its share of the machine's cores when `processes` train at once (data-parallel ranks,
+    or concurrent trainings): as torchrun's OMP_NUM_THREADS=1, without starving a big machine; never more
+    threads than it has (OMP_NUM_THREADS)."""
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // processes)))
+
+
+def concurrent_trainings(requested: int | None, trainings: int, device: str, distributed: DistributedConfig) -> int:
+    """How many trainings run at once: `requested`, never more than there are `trainings`. By default (None), on
+    a CPU, one per core its ranks leave (a DMN's operations are small: two trainings of one thread each do
+    nearly twice what one training of two threads does); one on a GPU and across nodes (one rendezvous each)."""
+    if requested is None:
+        cpu = resolve_device(device).type == "cpu" and distributed.nnodes == 1
+        requested = max(1, (os.cpu_count() or 1) // distributed.nproc_per_node) if cpu else 1
+    return max(1, min(requested, trainings))
 
 
 def world() -> tuple[int, int]:

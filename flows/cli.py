@@ -140,7 +140,13 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         default=None,
         help=f"restarts per {units}, e.g. '0,1,2' (the best by --select-by kept)",
     )
-    parser.add_argument("--concurrency", type=int, default=1, help=f"trainings in flight at once ({units} x seeds)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"trainings at once ({units}s x seeds x variants), each in its own process (default: one per CPU core; "
+        "one on a GPU)",
+    )
     launcher = parser.add_argument_group("distributed training (torchrun's options)")
     dist = DistributedConfig()
     launcher.add_argument("--nproc-per-node", type=int, default=dist.nproc_per_node, help="processes per node")

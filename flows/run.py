@@ -5,13 +5,17 @@ this with its typed configuration."""
 
 from __future__ import annotations
 
+import inspect
+
 from prefect import get_run_logger
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from dmn import storage
 from dmn.apps import application
 from dmn.apps.base import RunConfig
 from dmn.operations_config import Gate
 from dmn.pipeline import best_checkpoint, training_digest
+from dmn.train import concurrent_trainings
 from tasks.steps import evaluate, ingest, promote_first, register, report, tokenise, train
 
 
@@ -28,13 +32,16 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     variants = {unit: app.setting_variants(config, unit, dataset) for unit in units}
     seeds = config.seeds or [config.train.seed]
     runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
+    trainings = concurrent_trainings(config.concurrency, len(runs), config.train.device, config.distributed)
     training = (config.model, config.train, data_root, config.distributed)
-    futures = []
-    for i, (unit, seed, settings) in enumerate(runs):
-        if i >= config.concurrency:  # at most `concurrency` trainings in flight
-            futures[i - config.concurrency].wait()
-        futures.append(train.submit(app_name, dataset, unit, settings, seed, *training))
-    paths = [future.result() for future in futures]
+    with _trainers(trainings) as trainers:
+        futures = [
+            trainers.submit(
+                train, dict(zip(TRAIN_PARAMETERS, (app_name, dataset, unit, settings, seed, *training, trainings)))
+            )
+            for unit, seed, settings in runs
+        ]
+        paths = [future.result() for future in futures]
     if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
         get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
         return {"report": None, "version": None, "decision": None}
@@ -54,6 +61,15 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     version = register(app_name, config, dataset, checkpoints, document)
     decision = promote_first(config.model_name, version.version, gate, config.tracking_uri) if version.created else None
     return {"report": document, "version": version, "decision": decision}
+
+
+TRAIN_PARAMETERS = list(inspect.signature(train.fn).parameters)
+
+
+def _trainers(trainings: int) -> TaskRunner:
+    """Where the trainings run: one at a time in this flow's process, or `trainings` at once in as many processes
+    (threads of one process would queue on the interpreter's lock between the small operations of a DMN)."""
+    return ProcessPoolTaskRunner(max_workers=trainings) if trainings > 1 else ThreadPoolTaskRunner(max_workers=1)
 
 
 def _fresh(task, result, *args):

@@ -14,6 +14,7 @@ import sys
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.runtime import task_run
 
 from dmn import storage
 from dmn.apps import application
@@ -29,6 +30,7 @@ from dmn.pipeline import evaluate_unit, step_code, train_unit
 from dmn.promotion import Decision, apply_promotion, champion_report, promote_if_first
 from dmn.registry import RegisteredVersion, register_run
 from dmn.report import build_report, report_markdown
+from dmn.train import share_cores
 
 
 def _code_of(step: str) -> CacheKeyFnPolicy:
@@ -75,9 +77,19 @@ def tokenise(app_name: str, raw, data_root: str) -> TokenisedData:
     return dataset
 
 
+def _train_run_name() -> str:
+    """train-APPLICATION-UNIT-seed-SEED, and the settings variant where it is not the plain one."""
+    parameters = task_run.parameters
+    app = application(parameters["app_name"])
+    variant = app.variant_name(parameters["settings"]) if app.variant_name else ""
+    name = f"train-{app.name}-{parameters['unit']}-seed-{parameters['seed']}"
+    return f"{name} ({variant})" if variant else name
+
+
 @task(
-    cache_policy=INPUTS + TASK_SOURCE + _code_of("train"),
-    task_run_name="train-{app_name}-{unit}-seed-{seed}",
+    # how many trainings share the machine changes how fast, not what is trained
+    cache_policy=(INPUTS - "trainings") + TASK_SOURCE + _code_of("train"),
+    task_run_name=_train_run_name,
     **RETRY_TRANSIENT,
 )
 def train(
@@ -90,8 +102,10 @@ def train(
     train: TrainConfig,
     data_root: str,
     distributed: DistributedConfig,
+    trainings: int = 1,
 ) -> str:
-    """Train one DMN on one unit with one seed (data-parallel when asked); returns its checkpoint."""
+    """Train one DMN on one unit with one seed (data-parallel when asked); returns its checkpoint. `trainings`:
+    how many run at once, each in a process of its own (flows/run.py), with its share of the cores."""
     app = application(app_name)
     logger = get_run_logger()
 
@@ -111,9 +125,11 @@ def train(
     train = train.model_copy(update={"seed": seed})
     args = (app, dataset, unit, settings, model, train, storage.join(data_root, "models"))
     if distributed.distributed:  # workers are other processes: they log to their own stderr
-        path = launch(train_unit, args, distributed, train.device)
+        path = launch(train_unit, args, distributed, train.device, trainings)
     else:
-        path = train_unit(*args, progress=sys.stderr.isatty(), on_epoch=log_epoch)
+        if trainings > 1:
+            share_cores(trainings)
+        path = train_unit(*args, progress=sys.stderr.isatty() and trainings == 1, on_epoch=log_epoch)
     logger.info("%s %s (seed %d, settings %s) trained: %s", app.unit_title, unit, seed, settings, path)
     return path
 

@@ -209,16 +209,31 @@ def test_seed_restarts_fan_out_data_parallel_and_keep_the_lowest_validation_loss
     assert kept["seed"] == best_seed and run.data.params["seeds"] == "1,2"
 
 
-def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(prefect_api, babi_en, tmp_path):
-    """bAbI 1k's default: every task with and without renamed copies of its stories; the report says which."""
+def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(
+    prefect_api, babi_en, tmp_path, monkeypatch
+):
+    """bAbI 1k's default: every task with and without renamed copies of its stories; the report says which. The
+    two trainings run at once (the default on a CPU of 2 cores or more), each in a process of its own, and
+    log to the flow run like any task."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
     from dmn.checkpoint import load_checkpoint
     from dmn.config import ModelConfig
     from dmn.report import report_markdown
 
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # for the training processes, which read it afresh
     (tmp_path / "source").symlink_to(babi_en)
     train = TrainConfig(max_epochs=3, patience=3, batch_size=32, select_by="valid_accuracy")
     config = _config(tmp_path, entity_copies=[1, 0], model=ModelConfig(hidden_size=16), train=train)
-    outcome = babi_flow(config)
+    state = babi_flow(config, return_state=True)
+    outcome = state.result()
+    names = {name for name, _ in _task_runs(state) if name.startswith("train")}
+    assert names == {"train-babi-1-seed-0", "train-babi-1-seed-0 (1 renamed copies)"}
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    trained_lines = [log for log in logs if "trained:" in log.message]
+    assert len(trained_lines) == 2 and len({log.task_run_id for log in trained_lines}) == 2
     trained = sorted((tmp_path / "data" / "models").rglob("babi_task_1.pt"))
     metas = [load_checkpoint(path)[1] for path in trained]
     assert sorted(meta["settings"]["entity_copies"] for meta in metas) == [0, 1]

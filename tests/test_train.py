@@ -142,3 +142,16 @@ def test_length_buckets_keep_every_example_once_and_batch_similar_lengths():
     spread = sum(int(b.max() - b.min()) for b in batches) / len(batches)
     assert spread <= 3  # a random batch of 10 spans about 40 lengths
     assert regrouped != bucketed(order, lengths, 10, seed=8)  # another epoch, another batch order
+
+
+def test_concurrent_trainings_default_to_one_per_cpu_core_and_one_across_nodes(monkeypatch):
+    from dmn.config import DistributedConfig
+    from dmn.train import concurrent_trainings
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    single = DistributedConfig()
+    assert concurrent_trainings(None, 33, "cpu", single) == 8
+    assert concurrent_trainings(None, 3, "cpu", single) == 3  # never more than there are trainings
+    assert concurrent_trainings(None, 33, "cpu", DistributedConfig(nproc_per_node=4)) == 2  # 2 cores each
+    assert concurrent_trainings(None, 33, "cpu", DistributedConfig(nnodes=2)) == 1  # one rendezvous a run
+    assert concurrent_trainings(5, 33, "cpu", single) == 5 and concurrent_trainings(5, 2, "cpu", single) == 2

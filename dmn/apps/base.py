@@ -41,7 +41,13 @@ class RunConfig(BaseModel):
         DistributedConfig(),
         description="Data-parallel training through torch.distributed's elastic launcher (torchrun's options).",
     )
-    concurrency: int = Field(1, ge=1, description="Units (or seeds) trained at the same time.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Trainings (units x seeds x variants) run at the same time, each in a process of its own with "
+        "its share of the CPU cores. None: one per core on a CPU (per core left to each training's ranks), one "
+        "on a GPU or across nodes.",
+    )
     seeds: list[int] | None = Field(
         None, description="Restarts with these seeds per unit; the best by train.select_by is kept."
     )
