@@ -22,7 +22,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from dmn.config import DistributedConfig
 from dmn.errors import ConfigError, DMNError
-from dmn.train import resolve_device, share_cores
+from dmn.train import available_cores, resolve_device, share_cores
 
 
 class DistributedTrainingError(DMNError, RuntimeError):
@@ -32,7 +32,7 @@ class DistributedTrainingError(DMNError, RuntimeError):
 def check_launch(config: DistributedConfig, device: str) -> None:
     """Refuse more processes than devices, and a rendezvous endpoint that no node 0 answers."""
     target = resolve_device(device)
-    available = torch.cuda.device_count() if target.type == "cuda" else os.cpu_count()
+    available = torch.cuda.device_count() if target.type == "cuda" else available_cores()
     if config.nproc_per_node > available:
         kind = "CUDA devices" if target.type == "cuda" else "CPU cores"
         raise ConfigError(f"--nproc-per-node {config.nproc_per_node}: this node has {available} {kind}")

@@ -64,20 +64,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def share_cores(processes: int) -> None:
     """Give this process its share of the machine's cores when `processes` train at once (data-parallel ranks,
     or concurrent trainings): as torchrun's OMP_NUM_THREADS=1, without starving a big machine; never more
     threads than it has (OMP_NUM_THREADS)."""
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // processes)))
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), available_cores() // processes)))
 
 
 def concurrent_trainings(requested: int | None, trainings: int, device: str, distributed: DistributedConfig) -> int:
     """How many trainings run at once: `requested`, never more than there are `trainings`. By default (None), on
     a CPU, one per core its ranks leave (a DMN's operations are small: two trainings of one thread each do
-    nearly twice what one training of two threads does); one on a GPU and across nodes (one rendezvous each)."""
+    nearly twice what one training of two threads does); one on a GPU and across nodes. ConfigError for several
+    across nodes: the nodes meet at one rendezvous endpoint per run."""
     if requested is None:
         cpu = resolve_device(device).type == "cpu" and distributed.nnodes == 1
-        requested = max(1, (os.cpu_count() or 1) // distributed.nproc_per_node) if cpu else 1
+        requested = max(1, available_cores() // distributed.nproc_per_node) if cpu else 1
+    elif requested > 1 and distributed.nnodes > 1:
+        raise ConfigError(f"--concurrency {requested}: with --nnodes > 1 the trainings run one at a time (1)")
     return max(1, min(requested, trainings))
 
 

@@ -144,8 +144,8 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         "--concurrency",
         type=int,
         default=None,
-        help=f"trainings at once ({units}s x seeds x variants), each in its own process (default: one per CPU core; "
-        "one on a GPU)",
+        help=f"trainings at once (per {units}, seed and variant), each in a process of its own (default: one per CPU "
+        "core; one on a GPU and with --nnodes > 1)",
     )
     launcher = parser.add_argument_group("distributed training (torchrun's options)")
     dist = DistributedConfig()

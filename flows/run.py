@@ -5,9 +5,12 @@ this with its typed configuration."""
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import get_run_logger
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from dmn import storage
@@ -33,21 +36,14 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     seeds = config.seeds or [config.train.seed]
     runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
     trainings = concurrent_trainings(config.concurrency, len(runs), config.train.device, config.distributed)
-    training = (config.model, config.train, data_root, config.distributed)
     with _trainers(trainings) as trainers:
-        futures = [
-            trainers.submit(
-                train, dict(zip(TRAIN_PARAMETERS, (app_name, dataset, unit, settings, seed, *training, trainings)))
-            )
-            for unit, seed, settings in runs
-        ]
+        futures = [trainers.submit(train, _train_parameters(app_name, dataset, run, config, trainings)) for run in runs]
         paths = [future.result() for future in futures]
     if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
         get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
         return {"report": None, "version": None, "decision": None}
     paths = [
-        _fresh(train, path, app_name, dataset, unit, settings, seed, *training)
-        for (unit, seed, settings), path in zip(runs, paths)
+        _fresh(train, path, **_train_parameters(app_name, dataset, run, config, 1)) for run, path in zip(runs, paths)
     ]
     # restarts and variants: keep, per unit, the best model (the paper: the lowest validation loss of its
     # restarts; see TrainConfig.select_by)
@@ -63,20 +59,46 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     return {"report": document, "version": version, "decision": decision}
 
 
-TRAIN_PARAMETERS = list(inspect.signature(train.fn).parameters)
+def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, trainings: int) -> dict:
+    unit, seed, settings = run
+    return {
+        "app_name": app_name,
+        "dataset": dataset,
+        "unit": unit,
+        "settings": settings,
+        "seed": seed,
+        "model": config.model,
+        "train": config.train,
+        "data_root": storage.absolute(config.data_root),
+        "distributed": config.distributed,
+        "trainings": trainings,
+    }
 
 
-def _trainers(trainings: int) -> TaskRunner:
+@contextmanager
+def _trainers(trainings: int) -> Iterator[TaskRunner]:
     """Where the trainings run: one at a time in this flow's process, or `trainings` at once in as many processes
-    (threads of one process would queue on the interpreter's lock between the small operations of a DMN)."""
-    return ProcessPoolTaskRunner(max_workers=trainings) if trainings > 1 else ThreadPoolTaskRunner(max_workers=1)
+    (threads of one process would queue on the interpreter's lock between the small operations of a DMN). A
+    flow on a temporary Prefect server of its own (no PREFECT_API_URL) points the processes at it: each would
+    start one more."""
+    if trainings == 1:
+        with ThreadPoolTaskRunner(max_workers=1) as runner:
+            yield runner
+        return
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        server = SubprocessASGIServer()  # the one this process's client started (one per process)
+        server.start()  # already running: returns at once
+        api_url = server.api_url
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), ProcessPoolTaskRunner(max_workers=trainings) as runner:
+        yield runner
 
 
-def _fresh(task, result, *args):
-    """`result` of `task(*args)`, or the task run anew when `result` came from the cache and points at files
+def _fresh(task, result, *args, **kwargs):
+    """`result` of `task(*args, **kwargs)`, or the task run anew when `result` came from the cache and points at files
     removed since (Prefect's cache keys on the inputs and cannot know)."""
     stored = storage.exists(result) if isinstance(result, str) else result.is_stored()
     if stored:
         return result
     get_run_logger().warning("%s: the files of its cached result are gone; running it again", task.name)
-    return task.with_options(refresh_cache=True)(*args)
+    return task.with_options(refresh_cache=True)(*args, **kwargs)

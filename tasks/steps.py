@@ -105,7 +105,8 @@ def train(
     trainings: int = 1,
 ) -> str:
     """Train one DMN on one unit with one seed (data-parallel when asked); returns its checkpoint. `trainings`:
-    how many run at once, each in a process of its own (flows/run.py), with its share of the cores."""
+    how many run at once (flows/run.py: several run in processes of their own), each with its share of the
+    cores."""
     app = application(app_name)
     logger = get_run_logger()
 

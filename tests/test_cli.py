@@ -65,6 +65,22 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
     assert any("**force** cli-test version 1: forced: demo" in text for text in decisions)
 
 
+def test_concurrent_trainings_report_to_the_temporary_server_of_the_run(babi_root, tmp_path):
+    """Without PREFECT_API_URL `dmn run` starts a temporary Prefect server; the processes that train at once
+    (task 1 with and without renamed copies) report to it rather than each starting one more."""
+    environment = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_LOGGING_LEVEL="INFO")
+    environment.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "flows.cli", "run", "babi", "--source", str(babi_root), "--epochs", "1"]
+    command += ["--hidden", "8", "--concurrency", "2", "--data-root", str(tmp_path / "data")]
+    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    assert log.count("Starting temporary server") == 1, log[-3000:]
+    assert "Task run 'train-babi-1-seed-0 (4 renamed copies)' - Finished in state Completed()" in log
+    assert "Task run 'train-babi-1-seed-0' - Finished in state Completed()" in log
+
+
 def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api, tmp_path):
     tarball = tmp_path / "tasks_1-20_v1-2.tar.gz"
     with tarfile.open(tarball, "w:gz") as archive:

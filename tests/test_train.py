@@ -148,10 +148,12 @@ def test_concurrent_trainings_default_to_one_per_cpu_core_and_one_across_nodes(m
     from dmn.config import DistributedConfig
     from dmn.train import concurrent_trainings
 
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("dmn.train.available_cores", lambda: 8)
     single = DistributedConfig()
     assert concurrent_trainings(None, 33, "cpu", single) == 8
     assert concurrent_trainings(None, 3, "cpu", single) == 3  # never more than there are trainings
     assert concurrent_trainings(None, 33, "cpu", DistributedConfig(nproc_per_node=4)) == 2  # 2 cores each
     assert concurrent_trainings(None, 33, "cpu", DistributedConfig(nnodes=2)) == 1  # one rendezvous a run
     assert concurrent_trainings(5, 33, "cpu", single) == 5 and concurrent_trainings(5, 2, "cpu", single) == 2
+    with pytest.raises(ConfigError, match="--concurrency 2: with --nnodes > 1"):
+        concurrent_trainings(2, 33, "cpu", DistributedConfig(nnodes=2))
