@@ -162,6 +162,6 @@ def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: st
         "train_seconds": meta["seconds"],
         "seed": meta["train_config"]["seed"],
         "settings": meta["settings"],
-        "variant": app.variant_name(meta["settings"]) if app.variant_name is not None else "",
+        "variant": app.variant_title(meta["settings"]),
         "note": dataset.notes.get(unit, ""),
     }

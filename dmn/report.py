@@ -75,7 +75,7 @@ def report_markdown(report: dict) -> str:
     if any(r["support_hit_rate"] is not None for r in rows):
         columns.append(("top gate on a supporting fact", lambda r: _percent(r["support_hit_rate"])))
     columns.append(("best epoch / epochs", lambda r: f"{r['best_epoch']} / {r['epochs']}"))
-    if any(r.get("variant") for r in rows):  # the settings variant validation kept (Application.variant_name)
+    if any(r.get("variant") for r in rows):  # the settings variant validation kept (Application.variant_title)
         columns.append(("variant kept", lambda r: r.get("variant") or "—"))
     lines += [
         "| " + " | ".join(title for title, _ in columns) + " |",

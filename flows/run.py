@@ -37,13 +37,17 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
     trainings = concurrent_trainings(config.concurrency, len(runs), config.train.device, config.distributed)
     with _trainers(trainings) as trainers:
-        futures = [trainers.submit(train, _train_parameters(app_name, dataset, run, config, trainings)) for run in runs]
+        futures = [
+            trainers.submit(train, _train_parameters(app_name, dataset, run, config, data_root, trainings))
+            for run in runs
+        ]
         paths = [future.result() for future in futures]
     if config.distributed.node_rank != 0:  # node 0 holds rank 0: it writes the checkpoints, evaluates, registers
         get_run_logger().info("node %d: training done; node 0 evaluates and registers", config.distributed.node_rank)
         return {"report": None, "version": None, "decision": None}
     paths = [
-        _fresh(train, path, **_train_parameters(app_name, dataset, run, config, 1)) for run, path in zip(runs, paths)
+        _fresh(train, path, **_train_parameters(app_name, dataset, run, config, data_root, 1))
+        for run, path in zip(runs, paths)
     ]
     # restarts and variants: keep, per unit, the best model (the paper: the lowest validation loss of its
     # restarts; see TrainConfig.select_by)
@@ -59,7 +63,8 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     return {"report": document, "version": version, "decision": decision}
 
 
-def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, trainings: int) -> dict:
+def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, data_root: str, trainings: int) -> dict:
+    """The `train` task's parameters for one (unit, seed, settings) of the run."""
     unit, seed, settings = run
     return {
         "app_name": app_name,
@@ -69,7 +74,7 @@ def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, tra
         "seed": seed,
         "model": config.model,
         "train": config.train,
-        "data_root": storage.absolute(config.data_root),
+        "data_root": data_root,
         "distributed": config.distributed,
         "trainings": trainings,
     }

@@ -81,7 +81,7 @@ def _train_run_name() -> str:
     """train-APPLICATION-UNIT-seed-SEED, and the settings variant where it is not the plain one."""
     parameters = task_run.parameters
     app = application(parameters["app_name"])
-    variant = app.variant_name(parameters["settings"]) if app.variant_name else ""
+    variant = app.variant_title(parameters["settings"])
     name = f"train-{app.name}-{parameters['unit']}-seed-{parameters['seed']}"
     return f"{name} ({variant})" if variant else name
 

@@ -134,7 +134,7 @@ class Application:
     # (config, unit, tokenised data) -> the settings to train the unit with, one model each, the best on
     # validation kept (bAbI 1k: with and without renamed copies); None: the one of `settings`
     variants: Callable[[RunConfig, Any, TokenisedData], list[dict]] | None = None
-    # a variant's settings -> how the report names the variant validation kept ("" for the plain one)
+    # a variant's settings -> how the report and the task runs name it ("" for the plain one)
     variant_name: Callable[[dict], str] | None = None
 
     def __reduce__(self):
@@ -147,6 +147,10 @@ class Application:
     def setting_variants(self, config: RunConfig, unit, dataset: TokenisedData) -> list[dict]:
         """The settings each unit is trained with (several: a model each, the best on validation kept)."""
         return self.variants(config, unit, dataset) if self.variants is not None else [self.settings(config, unit)]
+
+    def variant_title(self, settings: dict) -> str:
+        """How the report and the task runs name the variant trained with `settings` ("" for the plain one)."""
+        return self.variant_name(settings) if self.variant_name is not None else ""
 
     def units(self, config: RunConfig) -> list:
         """The units `config` asks to train."""
