@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="augment",
         action="store_false",
         default=None,
-        help="train on the examples as they are (default: also mirrored and recoloured copies)",
+        help="train on the examples as they are (default: also turned, mirrored and recoloured copies)",
     )
     _add_run_options(vqa, VqaRunConfig, "data set")
 

@@ -4,7 +4,9 @@ SQLite, Parquet) on a slice of the real SHAPES files, through to the pyfunc aske
 base64 text and a path, and `dmn ask --image`."""
 
 import base64
+import itertools
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -17,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from dmn.apps.vqa import BUNDLED, VqaRunConfig, augment
 from dmn.config import ModelConfig, TrainConfig
 from dmn.data.fetch import extract_archive
-from dmn.data.images import image_regions, png_bytes, snake_order
+from dmn.data.images import from_cells, image_regions, png_bytes, snake_order, to_cells
 from dmn.data.shapes import read_shapes_split
 from dmn.data.vqa_v2 import normalize_answer, read_vqa_split, split_names, vqa_accuracy
 from dmn.errors import DataError
@@ -95,20 +97,48 @@ def test_regions_are_the_grid_cells_in_snake_order():
     assert snake_order(2) == [(0, 0), (0, 1), (1, 1), (1, 0)]
 
 
-def test_augmentation_mirrors_and_recolours_image_and_question_alike():
-    image = np.zeros((30, 30, 3), dtype=np.uint8)
-    image[0:10, 0:10, 0] = 255  # a red square in the top-left cell
-    row = {"question_tokens": ["is", "a", "red", "shape", "left", "of", "a", "circle"], "answer": "true"}
-    rows = augment([{**row, "image": image.tobytes(), "image_shape": [30, 30, 3], "image_dtype": "uint8"}],
-                   {"augment": True}, 0)  # fmt: skip
-    assert len(rows) == 12 and all(r["answer"] == "true" for r in rows)
-    for r in rows:
-        pixels = np.frombuffer(r["image"], dtype=np.uint8).reshape(30, 30, 3)
-        colour = ["red", "green", "blue"][int(np.argmax(pixels.reshape(-1, 3).sum(0)))]
-        mirrored = pixels[:10, 20:].any()  # the square moved to the top-right cell
-        assert r["question_tokens"][2] == colour  # the question names the colour the image shows
-        assert r["question_tokens"][4] == ("right" if mirrored else "left")
-    assert augment(rows[:1], {"augment": False}, 0) == rows[:1]
+COLOUR_RELATION = re.compile(r"is a (red|green|blue) shape (left of|right of|above|below) a (red|green|blue) shape")
+DIRECTIONS = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}  # subject from object
+
+
+def _answer_seen(image: np.ndarray, question: str) -> str:
+    """The answer to "is a <colour> shape <relation> a <colour> shape" read off the pixels: each cell's colour is
+    its lit pixels' strongest channel (R, G, B); the relation is between neighbouring cells."""
+    subject, relation, thing = COLOUR_RELATION.fullmatch(question).groups()
+    colours = {}
+    for r, c in itertools.product(range(3), range(3)):
+        cell = image[10 * r : 10 * r + 10, 10 * c : 10 * c + 10].reshape(-1, 3).astype(int)
+        lit = cell[cell.max(1) > 100]
+        colours[r, c] = ("red", "green", "blue")[int(lit.mean(0).argmax())] if len(lit) else None
+    dr, dc = DIRECTIONS[relation]
+    found = any(colours[r, c] == thing and colours.get((r + dr, c + dc)) == subject for r, c in colours)
+    return "true" if found else "false"
+
+
+def _colour_relation_rows(rows: list[dict]) -> list[dict]:
+    return [row for row in rows if COLOUR_RELATION.fullmatch(" ".join(row["question_tokens"]))]
+
+
+def test_reader_gives_rgb_the_colour_words_agree_with_the_pixels(shapes):
+    """SHAPES' arrays are stored BGR: read as RGB, every colour-only relation question's answer is the one its
+    pixels give (before the fix, about half were)."""
+    rows = _colour_relation_rows([row for split in SPLITS for row in read_shapes_split(_files(shapes), split)])
+    assert len(rows) == 512
+    assert all(_answer_seen(row["image_array"], row["question"]) == row["answer"] for row in rows)
+
+
+def test_augmentation_moves_image_relations_and_colours_alike(shapes):
+    """Under the square's 8 symmetries and the 6 colour permutations, every augmented colour-relation question
+    still has the answer its pixels give; relations turn with the image ('left of' -> 'above' when transposed)."""
+    rows = _colour_relation_rows(read_shapes_split(_files(shapes), "val"))[::16]  # 12 rows of 3 questions
+    stored = [{**to_cells(row.pop("image_array")), **row} for row in rows]  # the rows as Parquet holds them
+    augmented = augment(stored, {"augment": True}, 0)
+    assert len(augmented) == 48 * len(stored)
+    for row in augmented:
+        assert _answer_seen(from_cells(row), " ".join(row["question_tokens"])) == row["answer"]
+    questions = {" ".join(row["question_tokens"]) for row in augmented}
+    assert len(questions) == 4 * 6  # every relation between two different colours, from 3 such questions
+    assert augment(stored[:1], {"augment": False}, 0) == stored[:1]
 
 
 def test_vqa_flow_trains_registers_and_answers_images(prefect_api, shapes, tmp_path, monkeypatch, capsys):

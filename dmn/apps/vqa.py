@@ -39,7 +39,10 @@ VALID_FRACTION = 0.1  # VQA v2: the last share of the training questions validat
 # VQA v2's photographs are resized to 112 x 112 and cut into 7 x 7 regions of 16 x 16 pixels
 IMAGES = {"shapes": ((30, 30, 3), 3), "vqa-v2": ((112, 112, 3), 7)}
 COLOURS = ("red", "green", "blue")  # SHAPES' colours are pure: one RGB channel each
-MIRRORED = {"left": "right", "right": "left", "left_of": "right_of", "right_of": "left_of"}
+# SHAPES' relations: where the subject's cell is, (rows, columns), from the object's (its neighbour's)
+RELATIONS = {("left", "of"): (0, -1), ("right", "of"): (0, 1), ("above",): (-1, 0), ("below",): (1, 0)}
+PHRASES = {direction: list(phrase) for phrase, direction in RELATIONS.items()}
+SQUARE_SYMMETRIES = list(itertools.product((False, True), repeat=3))  # (transpose, flip rows, flip columns)
 SCHEMA = pa.schema(
     [
         ("split", pa.string()),
@@ -87,9 +90,9 @@ class VqaRunConfig(RunConfig):
     )
     augment: bool = Field(
         True,
-        description="Also train on each example mirrored left-right (its question's 'left' and 'right' swapped) "
-        "and with its colours permuted (red, green and blue in the image and in the question alike): 12 "
-        "examples for each one, every answer unchanged.",
+        description="Also train on each example under the square's 8 symmetries (turned and mirrored, the "
+        "question's 'left of', 'right of', 'above' and 'below' turned alike) and with its colours permuted (red, "
+        "green and blue in the image and in the question alike): 48 examples for each one, every answer unchanged.",
     )
 
     @model_validator(mode="after")
@@ -137,7 +140,8 @@ def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:
         tables = {dataset: pa.Table.from_pylist(readers[dataset](files), schema=SCHEMA) for dataset in present}
         train = train_rows(tables)
         vocab = Vocabulary.build(
-            [tokens for t in train for tokens in t["question_tokens"].to_pylist()] + [list(COLOURS), ["right", "left"]],
+            [tokens for t in train for tokens in t["question_tokens"].to_pylist()]
+            + [list(COLOURS), [w for p in RELATIONS for w in p]],
             [answer for t in train for answer in t["answer"].to_pylist()],
         )
         publish(target, "dataset", tables, vocab, {"digest": raw.digest, "datasets": present})
@@ -215,19 +219,41 @@ def encode(rows: list[dict], vocab: Vocabulary, settings: dict, answer_kind: str
 
 
 def augment(rows: list[dict], settings: dict, seed: int) -> list[dict]:
-    """`rows` and, with `settings["augment"]`, each one mirrored and/or with its colours permuted: the image and
-    the question changed alike, so the answer holds (12 rows for each)."""
+    """`rows` and, with `settings["augment"]`, each one under every symmetry of the square (rotations and
+    reflections: the grid maps onto itself) and every permutation of the colours: the image and the question's
+    relation and colour words changed alike, so the answer holds (8 x 6 = 48 rows for each)."""
     if not settings["augment"]:
         return rows
     out = []
-    for mirrored, order in itertools.product((False, True), itertools.permutations(range(len(COLOURS)))):
+    for symmetry, order in itertools.product(SQUARE_SYMMETRIES, itertools.permutations(range(len(COLOURS)))):
         renamed = {COLOURS[old]: COLOURS[new] for new, old in enumerate(order)}  # channel `new` shows `old`'s
-        if mirrored:
-            renamed.update(MIRRORED)
         for row in rows:
-            image = from_cells(row)[:, ::-1] if mirrored else from_cells(row)
-            tokens = [renamed.get(t, t) for t in row["question_tokens"]]
-            out.append({**row, **to_cells(np.ascontiguousarray(image[..., list(order)])), "question_tokens": tokens})
+            image = _transformed(from_cells(row), symmetry)[..., list(order)]
+            tokens = [renamed.get(t, t) for t in _relations_moved(row["question_tokens"], symmetry)]
+            out.append({**row, **to_cells(np.ascontiguousarray(image)), "question_tokens": tokens})
+    return out
+
+
+def _transformed(image: np.ndarray, symmetry: tuple[bool, bool, bool]) -> np.ndarray:
+    """(H, W, C) -> the image transposed, then upside down, then mirrored, as `symmetry` says."""
+    transpose, flip_rows, flip_columns = symmetry
+    image = image.transpose(1, 0, 2) if transpose else image
+    return image[:: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
+
+
+def _relations_moved(tokens: list[str], symmetry: tuple[bool, bool, bool]) -> list[str]:
+    """The question's relation phrases ('left of', 'above'...) as `symmetry` moves their direction."""
+    transpose, flip_rows, flip_columns = symmetry
+    out, i = [], 0
+    while i < len(tokens):
+        phrase = next((p for p in RELATIONS if tuple(tokens[i : i + len(p)]) == p), None)
+        if phrase is None:
+            out.append(tokens[i])
+            i += 1
+            continue
+        rows, columns = RELATIONS[phrase][::-1] if transpose else RELATIONS[phrase]
+        out += PHRASES[(-rows if flip_rows else rows, -columns if flip_columns else columns)]
+        i += len(phrase)
     return out
 
 
