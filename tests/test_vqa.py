@@ -165,7 +165,7 @@ def test_vqa_flow_trains_registers_and_answers_images(prefect_api, shapes, tmp_p
     table = pq.read_table(part)
     assert table.num_rows == 48 + 24 + 40 and table.schema.field("image").type == "binary"
     stored = table.slice(0, 1).to_pylist()[0]
-    original = np.load(source / "train.small.input.npy")[0]
+    original = np.load(source / "train.small.input.npy")[0, ..., ::-1]  # stored RGB, the file's BGR reversed
     assert stored["image_shape"] == [30, 30, 3] and stored["image_dtype"] == "uint8"
     assert np.array_equal(np.frombuffer(stored["image"], np.uint8).reshape(30, 30, 3), original)
     assert sorted(set(table.column("split").to_pylist())) == ["dev", "test", "train"]
@@ -176,7 +176,7 @@ def test_vqa_flow_trains_registers_and_answers_images(prefect_api, shapes, tmp_p
                                                      tracking_uri=config.tracking_uri))  # fmt: skip
     assert (audit / "evaluation.html").read_text().count("data:image/png;base64") >= 3  # curves + 2 examples
 
-    test_images = np.load(source / "test.input.npy")
+    test_images = np.ascontiguousarray(np.load(source / "test.input.npy")[..., ::-1])  # RGB, as the model reads
     questions = (source / "test.query_str.txt").read_text().splitlines()
     image_file = tmp_path / "shape.png"
     image_file.write_bytes(png_bytes(test_images[1]))
