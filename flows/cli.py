@@ -244,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--story", type=Path, help="bAbI: text file, a sentence per line, or paragraphs")
     ask.add_argument("--question", help="bAbI: the question")
     ask.add_argument("--sentence", help="sentiment, tagging: the sentence, plain text")
-    ask.add_argument("--image", type=Path, help="visual QA: an image file (PNG, JPEG) or a .npy array (H, W, 3)")
+    ask.add_argument(
+        "--image",
+        type=Path,
+        help="visual QA: an image file (PNG, JPEG) or a .npy array (H, W, 3), RGB "
+        "(SHAPES' own .npy files are BGR: reverse the last axis)",
+    )
     ask.add_argument(
         "--unit",
         "--babi-task",

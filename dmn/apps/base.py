@@ -123,7 +123,7 @@ class Application:
     # (training rows, settings, seed) -> the rows and lengthened copies (TrainConfig.lengthen_stories); None: no
     lengthen: Callable[[list[dict], dict, int], list[dict]] | None = None
     # (training rows, settings, seed) -> the rows the model trains on: they and label-preserving changed copies
-    # (visual QA: mirrored and recoloured images), as the settings ask
+    # (visual QA: turned, mirrored and recoloured images), as the settings ask
     augment: Callable[[list[dict], dict, int], list[dict]] | None = None
     # a test row -> its question type (visual QA: the layout's first word): the report's accuracy per type
     question_type: Callable[[dict], str] | None = None

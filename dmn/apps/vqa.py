@@ -186,7 +186,7 @@ def _vqa_v2_rows(files: dict[str, str]) -> list[dict]:
 
 
 def settings(config: VqaRunConfig, dataset: str) -> dict:
-    """The image size and grid of the data set; mirroring and recolouring keep SHAPES' answers only (a photo's
+    """The image size and grid of the data set; turning, mirroring and recolouring keep SHAPES' answers only (a photo's
     "what colour is the bus" does not survive them); a photo of any size is resized as training's were."""
     shape, grid = IMAGES[dataset]
     shapes = dataset == "shapes"  # requests of another size are refused (SHAPES) or resized as the photos were

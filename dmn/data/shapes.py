@@ -8,7 +8,8 @@ A split `<name>` is four aligned files: `<name>.input.npy` (N, 30, 30, 3) uint8 
 The arrays hold their channels as blue, green, red (OpenCV's order), although the data's README says RGB: read
 that way, a question's colour words match the shapes' colours on every colour-only relation question of
 train.small, val and test ("is a green shape left of a red shape": 512 of 512), and as RGB on about half
-(tests/test_shapes.py measures it). The reader hands out RGB, as every other image here is.
+(262; tests/test_vqa.py::test_reader_gives_rgb_the_colour_words_agree_with_the_pixels). The reader hands out
+RGB, as every other image here is.
 """
 
 from __future__ import annotations
