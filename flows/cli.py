@@ -247,8 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--image",
         type=Path,
-        help="visual QA: an image file (PNG, JPEG) or a .npy array (H, W, 3), RGB "
-        "(SHAPES' own .npy files are BGR: reverse the last axis)",
+        help="visual QA: an image file (PNG, JPEG) or a .npy array (H, W, 3) in RGB order",
     )
     ask.add_argument(
         "--unit",
