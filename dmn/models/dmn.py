@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dmn.models.recurrence import stacked_gru
+from dmn.models.recurrence import fast_tanh, stacked_gru
 
 END = 0  # index of the end word in a sequence answer's vocabulary
 
@@ -73,7 +73,7 @@ class GatedMemory(nn.Module):
         bilinear_m = (c_w * m).sum(-1, keepdim=True)  # (B, S, 1)
         z = torch.cat([c, m, q, c * q, c * m, (c - q).abs(), (c - m).abs(), bilinear_q, bilinear_m], dim=-1)
         # G(c, m, q) = sigma(W^(2) tanh(W^(1) z + b^(1)) + b^(2))  (the sigmoid is applied by the caller)
-        return self.gate_out(torch.tanh(self.gate_hidden(z))).squeeze(-1)  # (B, S)
+        return self.gate_out(fast_tanh(self.gate_hidden(z))).squeeze(-1)  # (B, S)
 
     def forward(self, facts: torch.Tensor, fact_mask: torch.Tensor, question: torch.Tensor):
         memory = question  # m^0 = q, (B, H)

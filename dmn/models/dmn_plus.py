@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmn.models.recurrence import AttentionGRU, stacked_gru
+from dmn.models.recurrence import AttentionGRU, fast_tanh, stacked_gru
 
 
 def positional_encoding(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class AttentionMemory(nn.Module):
             m = memory.unsqueeze(1)  # (B, 1, H)
             memory_term = self.gate_memory(torch.cat([facts * m, (facts - m).abs()], dim=-1))  # (B, S, H)
             # Z_i = W^(2) tanh(W^(1) z_i + b^(1)) (+ b^(2), which the softmax cancels)  (Eq. 7)
-            scores = self.gate_out(torch.tanh(question_term + memory_term)).squeeze(-1)  # (B, S)
+            scores = self.gate_out(fast_tanh(question_term + memory_term)).squeeze(-1)  # (B, S)
             scores = scores.masked_fill(~fact_mask, float("-inf"))  # (B, S)
             # g_i = softmax over the story's own facts (Eq. 8); padded facts get exactly 0
             gates = F.softmax(scores, dim=-1)  # (B, S)
