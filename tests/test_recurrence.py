@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dmn.models.dmn_plus import input_fusion, reverse_within_length
-from dmn.models.recurrence import AttentionGRUScan, GRUScan, stacked_gru
+from dmn.models.recurrence import AttentionGRUScan, GRUScan, fast_tanh, fast_tanh_, stacked_gru
 
 
 def reference(inputs, gates, weight, bias):
@@ -97,3 +97,14 @@ def test_input_fusion_matches_torch_grus_on_stories_of_different_lengths():
     # a story's facts do not depend on the padding after them
     alone = input_fusion(forward_gru, backward_gru, facts[1:2, :3], fact_mask[1:2, :3])
     assert torch.allclose(alone, expected[1:2, :3])
+
+
+def test_fast_tanh_is_tanh_in_value_and_gradient():
+    x = torch.linspace(-20, 20, 4001, dtype=torch.float64, requires_grad=True)
+    ours, expected = fast_tanh(x), torch.tanh(x)
+    assert torch.allclose(ours, expected, atol=1e-12)
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
+    y = x.detach().float().clone()
+    assert fast_tanh_(y) is y and torch.allclose(y, torch.tanh(x.detach().float()), atol=1e-6)

@@ -3,11 +3,13 @@
 the question module and of the original DMN's input module.
 
 Why by hand: they run once per fact (and per pass), on small (B, H) tensors, so on a CPU their cost is
-the number of operations rather than their size. Autograd records ~11 operations a GRU step and replays
-~20 with its bookkeeping. Here every factor of a step's backward that does not depend on the incoming
-gradient is computed for all steps at once, before the loop; the loop keeps 4-5 operations a step, forward
-and backward; the gradients of the inputs and of the hidden weights are then computed for all steps in a
-few large operations. The fusion GRU's two directions step together as a batch of two (`torch.baddbmm`).
+the number of operations, the memory they first touch and their matrix products rather than their size.
+Autograd records ~11 operations a GRU step and replays ~20 with its bookkeeping. Here the steps are stored
+time-major in tensors allocated once per call, each step writing its contiguous (B, H) slices in place; the
+backward computes each step's factors in its loop, into contiguous tensors (over all steps at once, on long
+stories, a dozen passes over (S, B, H) tensors cost more than the loop; written into column slices of wider
+tensors, each operation runs several times slower), and the gradients of the hidden weights and biases as
+sums over the steps. The fusion GRU's two directions step together as a batch of two (`torch.baddbmm`).
 Measured on the 2-core CPU (bench/train_speed.py, bAbI task 3 at 70 sentences, batches bucketed by
 length): 579 examples/s with torch's nn.GRU and the first attention scan, 808 with the fusion scan, and the
 figure in bench/results/train_speed.json with both scans as they are now.
