@@ -25,6 +25,7 @@ RUNS = {
     "babi-1k-supervised": "1k, gates supervised",
     "babi-10k": "10k",
     "babi-10k-l2-0": "10k, no L2",
+    "babi-10k-l2-1e-4": "10k, L2 1e-4, patience 60",
 }
 # DMN+ bAbI-10k test error per task, % (the paper's table; the tasks not listed are 0.0)
 DMN_PLUS_10K_ERROR = {2: 0.3, 3: 1.1, 5: 0.5, 7: 2.4, 14: 0.2, 16: 45.3, 17: 4.2, 18: 2.1}
