@@ -6,16 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
+
+from dmn.version import machine
 
 
 def emit(result: dict, results: Path | None) -> None:
     line = json.dumps(
         {
             **result,
-            "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
+            "machine": machine(),
             "command": f"python {Path(sys.argv[0]).as_posix()} " + " ".join(sys.argv[1:]),
         }
     )

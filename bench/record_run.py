@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from dmn.version import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -58,8 +59,7 @@ def main() -> int:
     header = (
         f"Command: `python bench/record_run.py --name {args.name} -- {' '.join(shlex.quote(a) for a in dmn_args)}` "
         f"(that is `{shown}` on a fresh data root, Prefect home and MLflow store).\n\n"
-        f"Wall time: {seconds:.0f} s ({seconds / 60:.1f} min) for the whole command, on {platform.node()} "
-        f"({os.cpu_count()} cores, {platform.machine()}).\n\n"
+        f"Wall time: {seconds:.0f} s ({seconds / 60:.1f} min) for the whole command, on {machine()}.\n\n"
     )
     report = json.loads((folder / "evaluation.json").read_text())
     report["recorded"] = {"command": shown, "wall_seconds": round(seconds, 1), "cores": os.cpu_count()}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from dmn.distributed import launch
 from dmn.evaluate import predict
 from dmn.models import ModelSizes, build_model
 from dmn.train import resolve_device, train_dmn
-from dmn.version import code_version
+from dmn.version import code_version, machine
 
 
 def main() -> None:
@@ -105,7 +104,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
+        "machine": machine(),
         "code": code_version(),
     }
     print(json.dumps(figures))

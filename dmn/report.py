@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import platform
-
 from dmn.apps.base import Application, RunConfig
 from dmn.data.parquet import TokenisedData
-from dmn.version import code_version
+from dmn.version import code_version, machine
 
 
 def build_report(
@@ -26,7 +24,7 @@ def build_report(
         "data_digest": dataset.digest,
         "training_digest": training_digest,
         "code_version": code_version(),
-        "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
+        "machine": machine(),
         "config": config.model_dump(mode="json"),
         "units": results,
         "mean_error": sum(errors) / len(errors),

@@ -1,6 +1,8 @@
 """The bench scripts that make claims: the README's bAbI table is what the committed results files give
 (bench/babi_table.py); a relabelled bAbI trains as the original (bench/relabel_babi.py)."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from babi_table import table  # noqa: E402
+from emit import emit  # noqa: E402
 
 
 def _row(babi_task, accuracy):
@@ -43,6 +46,16 @@ def test_the_table_has_every_task_the_mean_error_and_the_failed_tasks():
     assert "--name babi-1k-supervised -- run babi --babi-tasks all --supervise-gates`" in text
     assert "1k, gates supervised: test accuracy" in text.splitlines()[0]
     assert "10k:" not in text.splitlines()[0]  # no column for a run without its file
+
+
+def test_a_bench_figure_names_the_cpu_and_its_vector_instructions(tmp_path, capsys):
+    # machines of one kind differ several-fold in speed: a figure must say which one it was
+    results = tmp_path / "figures.json"
+    emit({"examples_per_s": 1.0}, results)
+    line = json.loads(capsys.readouterr().out)
+    assert json.loads(results.read_text()) == line
+    assert f"{os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}" in line["machine"]
+    assert line["command"].startswith("python ")
 
 
 def test_a_relabelled_babi_trains_and_answers_exactly_as_the_original(tmp_path, babi_en):
