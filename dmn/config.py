@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dmn.storage import check_location
 
@@ -50,6 +50,19 @@ class ModelConfig(BaseModel):
     max_answer_words: int = Field(
         8, ge=1, description="A sequence answer is decoded greedily up to its end word or this many words."
     )
+    answer_interactions: bool = Field(
+        False,
+        description="A class answer reads [m; q; m o q; |m - q|], the features DMN+'s attention gates compare a fact "
+        "and the question by (Eq. 6), here between the final memory and the question, instead of the paper's "
+        "[m; q]: a yes/no answer is such a comparison, which a linear layer over [m; q] cannot make. Measured on "
+        "bAbI 1k (results/babi-1k-answer-interactions): see the README. Class answers only.",
+    )
+
+    @model_validator(mode="after")
+    def _interactions_need_a_class_answer(self) -> ModelConfig:
+        if self.answer_interactions and self.answer_kind != "class":
+            raise ValueError(f"answer_interactions: only a class answer has them, not a {self.answer_kind} answer")
+        return self
 
     @property
     def input_kind(self) -> Literal["sentences", "words", "regions"]:

@@ -131,6 +131,12 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
         help="initial word embedding (glove-6b-50d needs the extra dmn-pipeline[glove])",
     )
     parser.add_argument("--passes", type=int, help="episodic memory passes")
+    parser.add_argument(
+        "--answer-interactions",
+        action="store_true",
+        default=None,
+        help="the class answer also reads m o q and |m - q| (see ModelConfig.answer_interactions)",
+    )
     parser.add_argument("--dropout", type=float, help="dropout rate")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--device", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")

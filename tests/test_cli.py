@@ -38,6 +38,7 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
         2,
         "--hidden",
         16,
+        "--answer-interactions",
         "--tracking-uri",
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--model-name",
@@ -49,7 +50,9 @@ def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root,
     assert "| 1 |" in done.stdout
     assert "Model registered cli-test version 1: models:/cli-test/1" in done.stdout
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert MlflowClient(tracking).get_model_version("cli-test", "1").tags["units"] == "1"
+    version = MlflowClient(tracking).get_model_version("cli-test", "1")
+    assert version.tags["units"] == "1"
+    assert MlflowClient(tracking).get_run(version.run_id).data.params["model.answer_interactions"] == "True"
     # two epochs: below the first champion's bar (at most 50 % mean error), so the run says how to promote
     assert "Not champion (not champion: no champion yet, and a first champion's mean error" in done.stdout
     assert f"dmn promote cli-test --version 1 --tracking-uri {tracking}" in done.stdout

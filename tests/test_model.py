@@ -140,3 +140,22 @@ def test_both_architectures_from_one_builder_and_dmn_plus_initialisation_unchang
         "GatedMemory",
         "AnswerDecoder",
     ]
+
+
+def test_answer_interactions_read_the_comparisons_of_memory_and_question_and_need_a_class_answer():
+    torch.manual_seed(0)
+    hidden = 16
+    config = ModelConfig(hidden_size=hidden, passes=2, answer_interactions=True)
+    vocab = _vocab()
+    model = build_model(config, ModelSizes(len(vocab.words), vocab.answer_size("class"))).eval()
+    memory, question = torch.randn(3, hidden), torch.randn(3, hidden)
+    logits = model.answer(memory, question, facts=None)  # (B, 1, A)
+    weight, bias = model.answer.linear.weight, model.answer.linear.bias  # (A, 4H), (A,)
+    w_m, w_q, w_product, w_distance = weight.split(hidden, dim=1)
+    expected = memory @ w_m.T + question @ w_q.T + (memory * question) @ w_product.T
+    expected = expected + (memory - question).abs() @ w_distance.T + bias
+    assert torch.allclose(logits.squeeze(1), expected, atol=1e-5)
+    # the paper's answer module is the default, and an answer of any other kind refuses the option
+    assert build_model(ModelConfig(hidden_size=hidden), ModelSizes(10, 4)).answer.linear.in_features == 2 * hidden
+    with pytest.raises(ValueError, match="answer_interactions: only a class answer"):
+        ModelConfig(architecture="dmn", answer_interactions=True)

@@ -53,7 +53,7 @@ def build_model(config: ModelConfig, sizes: ModelSizes) -> DynamicMemoryNetwork:
     else:
         memory = GatedMemory(hidden, config.passes)
     if config.answer_kind == "class":
-        answer = AnswerClassifier(hidden, sizes.answer_size, config.dropout)
+        answer = AnswerClassifier(hidden, sizes.answer_size, config.dropout, config.answer_interactions)
     elif config.answer_kind == "sequence":
         answer = AnswerDecoder(hidden, sizes.answer_size, config.dropout, config.max_answer_words)
     else:

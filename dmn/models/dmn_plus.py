@@ -116,13 +116,19 @@ class AttentionMemory(nn.Module):
 
 
 class AnswerClassifier(nn.Module):
-    """Answer module: one softmax over the answer classes from [m^P; q] (Sec. 3.3): logits (B, 1, A)."""
+    """Answer module: one softmax over the answer classes from [m^P; q] (Sec. 3.3): logits (B, 1, A).
 
-    def __init__(self, hidden_size: int, answer_size: int, dropout: float):
+    With `interactions`, from [m^P; q; m^P o q; |m^P - q|] (the comparisons of Eq. 6, between memory and question)."""
+
+    def __init__(self, hidden_size: int, answer_size: int, dropout: float, interactions: bool = False):
         super().__init__()
+        self.interactions = interactions
         self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(2 * hidden_size, answer_size)
+        self.linear = nn.Linear((4 if interactions else 2) * hidden_size, answer_size)
 
     def forward(self, memory: torch.Tensor, question: torch.Tensor, facts: torch.Tensor, target=None):
         """`facts` and `target` are not read: one class of the whole story, no teacher forcing."""
-        return self.linear(self.dropout(torch.cat([memory, question], dim=-1))).unsqueeze(1)  # (B, 1, A)
+        features = [memory, question]  # (B, H) each
+        if self.interactions:
+            features += [memory * question, (memory - question).abs()]
+        return self.linear(self.dropout(torch.cat(features, dim=-1))).unsqueeze(1)  # (B, 1, A)
