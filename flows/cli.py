@@ -502,6 +502,10 @@ def _image_file(path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the temporary server of a run without PREFECT_API_URL: its first start migrates a new database, which on a
+    # slow or busy machine takes longer than Prefect's 20 s (seen on a 2-core AVX2 machine under the test suite:
+    # 20.4 s, and the run ended in a traceback)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # a tracking server out of reach: MLflow's default retries wait about 4 minutes before saying so
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
