@@ -35,8 +35,8 @@ def code_version() -> str:
 def machine() -> str:
     """This machine as results files name it, e.g. "vm (AMD EPYC, 2 cores, AVX2, x86_64, Python 3.11.7)": host, CPU
     model, cores, the widest vector instructions torch's CPU kernels use and Python. Machines of one kind differ
-    several-fold in speed (seen here: the same bench 3.7x apart between an AVX2 and a faster machine), so a
-    speed figure is read beside these."""
+    several-fold in speed (seen here: the side-by-side bench 2.8x slower on an AVX2-only machine than on
+    another), so a speed figure is read beside these."""
     import torch  # here, not at the top: the digests above serve steps that never need torch
 
     model = platform.processor() or platform.machine()
