@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from dmn.version import machine
+from dmn.machine import machine
 
 
 def emit(result: dict, results: Path | None) -> None:

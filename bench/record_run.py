@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dmn.version import machine
+from dmn.machine import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

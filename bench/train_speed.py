@@ -26,9 +26,10 @@ from dmn.apps import APPLICATIONS, application
 from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.distributed import launch
 from dmn.evaluate import predict
+from dmn.machine import machine
 from dmn.models import ModelSizes, build_model
 from dmn.train import resolve_device, train_dmn
-from dmn.version import code_version, machine
+from dmn.version import code_version
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dmn.apps.base import Application, RunConfig
 from dmn.data.parquet import TokenisedData
-from dmn.version import code_version, machine
+from dmn.machine import machine
+from dmn.version import code_version
 
 
 def build_report(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -29,27 +27,6 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return f"dmn-pipeline {__version__}"
     return f"git {commit}{' (modified)' if dirty else ''}"
-
-
-@functools.cache
-def machine() -> str:
-    """This machine as results files name it, e.g. "vm (AMD EPYC, 2 cores, AVX2, x86_64, Python 3.11.7)": host, CPU
-    model, cores, the widest vector instructions torch's CPU kernels use and Python. Machines of one kind differ
-    several-fold in speed (seen here: the side-by-side bench 2.8x slower on an AVX2-only machine than on
-    another), so a speed figure is read beside these."""
-    import torch  # here, not at the top: the digests above serve steps that never need torch
-
-    model = platform.processor() or platform.machine()
-    try:  # Linux names the model in /proc/cpuinfo; platform.processor() there is only the architecture
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    capability = torch.backends.cpu.get_cpu_capability()
-    return (
-        f"{platform.node()} ({model}, {os.cpu_count()} cores, {capability}, {platform.machine()}, "
-        f"Python {platform.python_version()})"
-    )
 
 
 def module_file(module: str, root: Path = PACKAGE_DIR) -> Path | None:
