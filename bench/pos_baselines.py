@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from dmn.apps.pos import APPLICATION as POS
@@ -38,40 +39,56 @@ def accuracy(predicted: list[list[str]], sentences: list[dict], known: set[str])
             "unknown_words": unknown}  # fmt: skip
 
 
+def wsj_splits(source: str) -> tuple[list[dict], list[dict], str]:
+    """The training and test sentences ({"words", "tags"}) of `dmn run pos --source SOURCE`, and the data digest."""
+    config = PosRunConfig(source=source)
+    with tempfile.TemporaryDirectory() as data_root:
+        dataset = POS.tokenise(POS.ingest(config, data_root), data_root)
+        return dataset.read("ptb", "train"), dataset.read("ptb", "test"), dataset.digest
+
+
+def most_frequent_tagger(train: list[dict]) -> Callable[[list[str]], list[str]]:
+    """Each word's most frequent tag in `train`; a word absent from it, the most frequent tag overall."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for sentence in train:
+        for word, tag in zip(sentence["words"], sentence["tags"]):
+            counts[word][tag] += 1
+    overall = Counter(tag for sentence in train for tag in sentence["tags"]).most_common(1)[0][0]
+    return lambda words: [counts[w].most_common(1)[0][0] if w in counts else overall for w in words]
+
+
+def averaged_perceptron(train: list[dict], iterations: int) -> tuple[Callable[[list[str]], list[str]], float]:
+    """NLTK's averaged perceptron (its default features) trained on `train`, and its training time in seconds."""
+    from nltk.tag.perceptron import PerceptronTagger
+
+    random.seed(0)  # the perceptron shuffles its training sentences with `random`
+    tagger = PerceptronTagger(load=False)
+    started = time.perf_counter()
+    tagger.train([list(zip(s["words"], s["tags"])) for s in train], nr_iter=iterations)
+    seconds = time.perf_counter() - started
+    return (lambda words: [tag for _, tag in tagger.tag(list(words))]), seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="bundled", help="as `dmn run pos --source`")
     parser.add_argument("--iterations", type=int, default=5, help="perceptron training passes (NLTK's default)")
     parser.add_argument("--results", type=Path, default=None, help="JSON file to write the figures to")
     args = parser.parse_args()
-    from nltk.tag.perceptron import PerceptronTagger
-
-    config = PosRunConfig(source=args.source)
-    with tempfile.TemporaryDirectory() as data_root:
-        dataset = POS.tokenise(POS.ingest(config, data_root), data_root)
-        train, test = dataset.read("ptb", "train"), dataset.read("ptb", "test")
+    train, test, digest = wsj_splits(args.source)
     known = {word for sentence in train for word in sentence["words"]}
-
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for sentence in train:
-        for word, tag in zip(sentence["words"], sentence["tags"]):
-            counts[word][tag] += 1
-    overall = Counter(tag for sentence in train for tag in sentence["tags"]).most_common(1)[0][0]
-    frequent = [[counts[w].most_common(1)[0][0] if w in counts else overall for w in s["words"]] for s in test]
-
-    random.seed(0)  # the perceptron shuffles its training sentences with `random`
-    tagger = PerceptronTagger(load=False)
-    started = time.perf_counter()
-    tagger.train([list(zip(s["words"], s["tags"])) for s in train], nr_iter=args.iterations)
-    seconds = time.perf_counter() - started
-    perceptron = [[tag for _, tag in tagger.tag(s["words"])] for s in test]
+    frequent = most_frequent_tagger(train)
+    perceptron, seconds = averaged_perceptron(train, args.iterations)
 
     figures = {
-        "data": f"{config.source} ({dataset.digest[:16]})",
+        "data": f"{args.source} ({digest[:16]})",
         "train_sentences": len(train),
         "test_sentences": len(test),
-        "most_frequent_tag": accuracy(frequent, test, known),
-        "averaged_perceptron": {**accuracy(perceptron, test, known), "train_seconds": round(seconds, 1)},
+        "most_frequent_tag": accuracy([frequent(s["words"]) for s in test], test, known),
+        "averaged_perceptron": {
+            **accuracy([perceptron(s["words"]) for s in test], test, known),
+            "train_seconds": round(seconds, 1),
+        },
         "command": "python bench/pos_baselines.py" + (f" --source {args.source}" if args.source != "bundled" else ""),
         "code": code_version(),
     }

@@ -1,12 +1,17 @@
 """The bench scripts that make claims: the README's bAbI table is what the committed results files give
-(bench/babi_table.py); a relabelled bAbI trains as the original (bench/relabel_babi.py)."""
+(bench/babi_table.py); a relabelled bAbI trains as the original (bench/relabel_babi.py); the other-domain
+tagging bench reads the bundled web text by genre and scores what it should (bench/pos_other_domain.py)."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
+from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +90,39 @@ def test_a_relabelled_babi_trains_and_answers_exactly_as_the_original(tmp_path, 
     for key in ("accuracy", "support_hit_rate", "best_epoch"):
         assert relabelled[key] == original[key]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_the_bundled_web_text_reads_by_genre_and_an_ambiguous_archive_is_refused(tmp_path):
+    from pos_other_domain import EWT, conllu_file, read_genres
+
+    from dmn.errors import DataError
+
+    sentences = read_genres(conllu_file(EWT, str(tmp_path / "ewt")))
+    raw = (tmp_path / "ewt" / "en_ewt-ud-test.conllu").read_text(encoding="utf-8")
+    sent_ids = [line.split(" = ")[1] for line in raw.splitlines() if line.startswith("# sent_id = ")]
+    assert len(sentences) == len(sent_ids) == 2077  # as UD's README gives the test split
+    assert [s["genre"] for s in sentences] == [sent_id.split("-")[0] for sent_id in sent_ids]
+    assert Counter(s["genre"] for s in sentences).keys() == {"answers", "email", "newsgroup", "reviews", "weblog"}
+    assert all(len(s["words"]) == len(s["tags"]) > 0 for s in sentences)
+    archive = tmp_path / "two.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("a-test.conllu", "b-test.conllu"):
+            member = tarfile.TarInfo(name)
+            member.size = 1
+            tar.addfile(member, io.BytesIO(b"\n"))
+    with pytest.raises(DataError, match=r"two\.tar.*2 \.conllu files"):
+        conllu_file(archive, str(tmp_path / "out"))
+
+
+def test_other_domain_scores_count_unknown_words_unseen_tags_and_genres():
+    from pos_other_domain import score
+
+    sentences = [
+        {"words": ["The", "e-mail", "-", "works"], "tags": ["DT", "NN", "HYPH", "VBZ"], "genre": "email"},
+        {"words": ["lol", "ok"], "tags": ["UH", "UH"], "genre": "answers"},
+    ]
+    predicted = [["DT", "NN", ":", "NNS"], ["NN", "UH"]]
+    figures = score(predicted, sentences, known={"The", "works", "ok"}, tagset={"DT", "NN", "VBZ", "UH", ":"})
+    assert figures["accuracy"] == 3 / 6 and figures["accuracy_on_training_tags"] == 3 / 5
+    assert figures["unknown_words"] == 3 and figures["unknown_word_accuracy"] == 1 / 3  # e-mail, -, lol
+    assert figures["accuracy_by_genre"] == {"answers": 1 / 2, "email": 2 / 4}
