@@ -19,6 +19,7 @@ import bisect
 import re
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 
 from emit import emit
@@ -26,6 +27,7 @@ from pos_baselines import averaged_perceptron, most_frequent_tagger, wsj_splits
 
 from dmn.data.treebank import read_tagged
 from dmn.errors import DataError
+from dmn.serving import UnknownWordsWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT = ROOT / "data" / "ud-english-ewt-test.tar.xz"
@@ -105,6 +107,7 @@ def main() -> None:
     perceptron, _ = averaged_perceptron(train, iterations=5)
     mlflow.set_tracking_uri(args.tracking_uri)
     model = mlflow.pyfunc.load_model(args.model_uri)
+    warnings.simplefilter("ignore", UnknownWordsWarning)  # a fifth of the words are new in another domain: expected
     dmn = list(model.predict(pd.DataFrame({"tokens": [s["words"] for s in sentences]})))
     run = mlflow.get_run(model.metadata.run_id)
     emit(
@@ -114,6 +117,7 @@ def main() -> None:
             "training_files": f"{args.source} ({digest[:16]}), {len(train)} sentences",
             "dmn": {
                 "model_uri": args.model_uri,
+                "run_id": run.info.run_id,
                 "params": {k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
                 **score(dmn, sentences, known, tagset),
             },
