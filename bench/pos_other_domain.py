@@ -28,6 +28,7 @@ from pos_baselines import averaged_perceptron, most_frequent_tagger, wsj_splits
 from dmn.data.treebank import read_tagged
 from dmn.errors import DataError
 from dmn.serving import UnknownWordsWarning
+from dmn.version import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT = ROOT / "data" / "ud-english-ewt-test.tar.xz"
@@ -123,6 +124,7 @@ def main() -> None:
             },
             "averaged_perceptron": score([perceptron(s["words"]) for s in sentences], sentences, known, tagset),
             "most_frequent_tag": score([frequent(s["words"]) for s in sentences], sentences, known, tagset),
+            "code": code_version(),
         },
         args.results,
     )
