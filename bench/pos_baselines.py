@@ -27,6 +27,7 @@ from dmn.version import code_version
 
 
 def accuracy(predicted: list[list[str]], sentences: list[dict], known: set[str]) -> dict:
+    """Token accuracy, and on the words not in `known` (the training words)."""
     right = unknown = unknown_right = total = 0
     for tags, sentence in zip(predicted, sentences):
         for tag, gold, word in zip(tags, sentence["tags"], sentence["words"]):
@@ -57,7 +58,7 @@ def most_frequent_tagger(train: list[dict]) -> Callable[[list[str]], list[str]]:
     return lambda words: [counts[w].most_common(1)[0][0] if w in counts else overall for w in words]
 
 
-def averaged_perceptron(train: list[dict], iterations: int) -> tuple[Callable[[list[str]], list[str]], float]:
+def averaged_perceptron(train: list[dict], iterations: int = 5) -> tuple[Callable[[list[str]], list[str]], float]:
     """NLTK's averaged perceptron (its default features) trained on `train`, and its training time in seconds."""
     from nltk.tag.perceptron import PerceptronTagger
 
@@ -70,6 +71,7 @@ def averaged_perceptron(train: list[dict], iterations: int) -> tuple[Callable[[l
 
 
 def main() -> None:
+    """Train both baselines on the training split, score them on the test split; one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="bundled", help="as `dmn run pos --source`")
     parser.add_argument("--iterations", type=int, default=5, help="perceptron training passes (NLTK's default)")

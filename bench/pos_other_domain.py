@@ -15,16 +15,17 @@ Needs nltk (the dev extra); prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import bisect
 import re
-import tarfile
+import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from emit import emit
 from pos_baselines import averaged_perceptron, most_frequent_tagger, wsj_splits
 
+from dmn.data.fetch import extract_archive, sha256_file
 from dmn.data.treebank import read_tagged
 from dmn.errors import DataError
 from dmn.serving import UnknownWordsWarning
@@ -36,58 +37,69 @@ SENT_ID = re.compile(r"^# sent_id = ([^-\s]+)")
 
 
 def read_genres(path: Path) -> list[dict]:
-    """The sentences of a CoNLL-U file, {"words", "tags", "genre"}; the genre is the prefix of the sentence's
+    """The sentences of a CoNLL-U file, {"words", "tags", "genre"}; the genre is the prefix of the sentence's own
     `# sent_id` (EWT: answers-..., email-...), '' where it has none."""
-    starts = {}  # line of a sentence's sent_id comment -> its genre
+    genre_at = {}  # line of a sentence's first word (where read_tagged says it starts) -> its genre
+    genre, started = "", False
     with open(path, encoding="utf-8") as lines:
         for number, text in enumerate(lines, start=1):
-            match = SENT_ID.match(text)
-            if match:
-                starts[number] = match.group(1)
-    sentences, comments = [], sorted(starts)
-    for sentence in read_tagged(path):
-        before = bisect.bisect_left(comments, sentence.line)  # the sent_id comments above the sentence's first word
-        genre = starts[comments[before - 1]] if before else ""
-        sentences.append({"words": list(sentence.words), "tags": list(sentence.tags), "genre": genre})
-    return sentences
+            if not text.strip():
+                genre, started = "", False
+            elif text.startswith("#"):
+                match = SENT_ID.match(text)
+                genre = match.group(1) if match else genre
+            elif not started and not re.match(r"^\d+[-.]", text):  # a word, not a multiword token or empty node
+                genre_at[number], started = genre, True
+    return [
+        {"words": list(sentence.words), "tags": list(sentence.tags), "genre": genre_at[sentence.line]}
+        for sentence in read_tagged(path)
+    ]
 
 
-def conllu_file(location: Path, folder: str) -> Path:
-    """A CoNLL-U file as given, or the one inside a tar archive (extracted into `folder`)."""
+def conllu_file(location: Path, folder: Path) -> Path:
+    """A CoNLL-U file as given, or the one inside a tar or zip archive (extracted under `folder`); DataError
+    naming the archive when it holds none or several, or is not one."""
     if location.suffix == ".conllu":
         return location
-    with tarfile.open(location) as archive:
-        members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".conllu")]
-        if len(members) != 1:
-            raise DataError(location, f"{len(members)} .conllu files in the archive; give one")
-        archive.extractall(folder, members=members, filter="data")
-    return Path(folder) / members[0].name
+    found = sorted(extract_archive(location, folder, lambda name: name.endswith(".conllu")).rglob("*.conllu"))
+    if len(found) != 1:
+        raise DataError(location, f"{len(found)} .conllu files in the archive; give one")
+    return found[0]
+
+
+class Token(NamedTuple):
+    right: bool
+    tag: str  # the gold tag
+    word: str
+    genre: str
 
 
 def score(predicted: list[list[str]], sentences: list[dict], known: set[str], tagset: set[str]) -> dict:
-    """Token accuracy overall, on the tokens of training tags, on unknown words, and per genre."""
-    tokens = []  # (right, gold tag, word, genre)
-    for tags, sentence in zip(predicted, sentences, strict=True):
-        assert len(tags) == len(sentence["words"]), (tags, sentence["words"])
-        tokens += [(p == g, g, w, sentence["genre"]) for p, g, w in zip(tags, sentence["tags"], sentence["words"])]
+    """Token accuracy overall, on the tokens of training tags (`tagset`), on unknown words (not in `known`), and
+    per genre; None for a group without tokens. ValueError when a sentence's tags do not align with its words."""
+    tokens = []
+    for number, (tags, sentence) in enumerate(zip(predicted, sentences, strict=True), start=1):
+        if len(tags) != len(sentence["words"]):
+            raise ValueError(f"sentence {number}: {len(tags)} tags for {len(sentence['words'])} words")
+        tokens += [Token(p == g, g, w, sentence["genre"]) for p, g, w in zip(tags, sentence["tags"], sentence["words"])]
 
-    def share(rows: list[tuple]) -> float:
-        return sum(right for right, *_ in rows) / len(rows)
+    def share(group: list[Token]) -> float | None:
+        return sum(token.right for token in group) / len(group) if group else None
 
-    unknown = [t for t in tokens if t[2] not in known]
+    unknown = [token for token in tokens if token.word not in known]
+    genres = sorted({token.genre for token in tokens})
     return {
         "accuracy": share(tokens),
-        "accuracy_on_training_tags": share([t for t in tokens if t[1] in tagset]),
+        "accuracy_on_training_tags": share([token for token in tokens if token.tag in tagset]),
         "unknown_word_accuracy": share(unknown),
         "tokens": len(tokens),
         "unknown_words": len(unknown),
-        "accuracy_by_genre": {
-            genre: share([t for t in tokens if t[3] == genre]) for genre in sorted({t[3] for t in tokens})
-        },
+        "accuracy_by_genre": {genre: share([token for token in tokens if token.genre == genre]) for genre in genres},
     }
 
 
 def main() -> None:
+    """Score the model and the baselines on the file; one JSON line (and --results)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-uri", required=True, help="a dmn-pos version: models:/dmn-pos/VERSION or @ALIAS")
     parser.add_argument("--tracking-uri", required=True)
@@ -99,13 +111,16 @@ def main() -> None:
     import mlflow
     import pandas as pd
 
-    with tempfile.TemporaryDirectory() as folder:
-        sentences = read_genres(conllu_file(args.conllu, folder))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            sentences = read_genres(conllu_file(args.conllu, Path(folder) / "conllu"))
+    except DataError as error:
+        sys.exit(f"error: {error}")
     train, _, digest = wsj_splits(args.source)
     known = {word for sentence in train for word in sentence["words"]}
     tagset = {tag for sentence in train for tag in sentence["tags"]}
     frequent = most_frequent_tagger(train)
-    perceptron, _ = averaged_perceptron(train, iterations=5)
+    perceptron, _ = averaged_perceptron(train)
     mlflow.set_tracking_uri(args.tracking_uri)
     model = mlflow.pyfunc.load_model(args.model_uri)
     warnings.simplefilter("ignore", UnknownWordsWarning)  # a fifth of the words are new in another domain: expected
@@ -113,13 +128,14 @@ def main() -> None:
     run = mlflow.get_run(model.metadata.run_id)
     emit(
         {
-            "data": args.conllu.name,
+            "data": f"{args.conllu.name} (sha256 {sha256_file(args.conllu)[:16]})",
             "sentences": len(sentences),
             "training_files": f"{args.source} ({digest[:16]}), {len(train)} sentences",
             "dmn": {
                 "model_uri": args.model_uri,
                 "run_id": run.info.run_id,
                 "params": {k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
+                "its_test_metrics": {k: v for k, v in run.data.metrics.items() if ".test_" in k},  # on the WSJ
                 **score(dmn, sentences, known, tagset),
             },
             "averaged_perceptron": score([perceptron(s["words"]) for s in sentences], sentences, known, tagset),

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -97,13 +96,23 @@ def test_the_bundled_web_text_reads_by_genre_and_an_ambiguous_archive_is_refused
 
     from dmn.errors import DataError
 
-    sentences = read_genres(conllu_file(EWT, str(tmp_path / "ewt")))
-    raw = (tmp_path / "ewt" / "en_ewt-ud-test.conllu").read_text(encoding="utf-8")
-    sent_ids = [line.split(" = ")[1] for line in raw.splitlines() if line.startswith("# sent_id = ")]
+    path = conllu_file(EWT, tmp_path / "ewt")
+    sentences = read_genres(path)
+    sent_ids = [line.split(" = ")[1] for line in path.read_text(encoding="utf-8").splitlines() if "# sent_id" in line]
     assert len(sentences) == len(sent_ids) == 2077  # as UD's README gives the test split
     assert [s["genre"] for s in sentences] == [sent_id.split("-")[0] for sent_id in sent_ids]
-    assert Counter(s["genre"] for s in sentences).keys() == {"answers", "email", "newsgroup", "reviews", "weblog"}
-    assert all(len(s["words"]) == len(s["tags"]) > 0 for s in sentences)
+    assert {s["genre"] for s in sentences} == {"answers", "email", "newsgroup", "reviews", "weblog"}
+    # a sentence's own sent_id, never the one of the sentence before; multiword tokens are not its first word
+    word = "{}\t{}\t_\t_\t{}\t_\t_\t_\t_\t_\n"
+    text = (
+        "# sent_id = email-1\n# text = Mail it\n" + word.format(1, "Mail", "VB") + word.format(2, "it", "PRP") + "\n"
+        "# text = no id\n1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n" + word.format(1, "do", "VBP")
+        + word.format(2, "n't", "RB") + "\n# sent_id = weblog-9\n# newpar\n" + word.format(1, "Hi", "UH")
+    )  # fmt: skip
+    (tmp_path / "mixed-test.conllu").write_text(text, encoding="utf-8")
+    mixed = read_genres(tmp_path / "mixed-test.conllu")
+    assert [(s["words"], s["genre"]) for s in mixed] == [(["Mail", "it"], "email"), (["do", "n't"], ""),
+                                                         (["Hi"], "weblog")]  # fmt: skip
     archive = tmp_path / "two.tar"
     with tarfile.open(archive, "w") as tar:
         for name in ("a-test.conllu", "b-test.conllu"):
@@ -111,7 +120,7 @@ def test_the_bundled_web_text_reads_by_genre_and_an_ambiguous_archive_is_refused
             member.size = 1
             tar.addfile(member, io.BytesIO(b"\n"))
     with pytest.raises(DataError, match=r"two\.tar.*2 \.conllu files"):
-        conllu_file(archive, str(tmp_path / "out"))
+        conllu_file(archive, tmp_path / "out")
 
 
 def test_other_domain_scores_count_unknown_words_unseen_tags_and_genres():

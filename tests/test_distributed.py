@@ -1,12 +1,11 @@
 """Data-parallel training through torch.distributed's elastic launcher (gloo on this CPU), resume after a
 kill, and the launcher's refusals."""
 
-import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -22,11 +21,10 @@ CONFIG = TrainConfig(max_epochs=3, patience=50, batch_size=32, seed=5)
 
 
 @pytest.fixture(autouse=True)
-def _clean_torchelastic_folders():
-    before = set(glob.glob("/tmp/torchelastic_*"))
-    yield
-    for folder in set(glob.glob("/tmp/torchelastic_*")) - before:
-        shutil.rmtree(folder, ignore_errors=True)
+def _torchelastic_folders_in_tmp_path(tmp_path, monkeypatch):
+    # the launcher's log folders (tempfile.mkdtemp in this process) go under the test's own folder, not /tmp,
+    # where the folders of a launch in another test worker are
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def test_two_processes_train_like_one_process_with_the_same_global_batch(babi_en, tmp_path):
