@@ -27,7 +27,7 @@ from dmn.version import code_version
 
 
 def accuracy(predicted: list[list[str]], sentences: list[dict], known: set[str]) -> dict:
-    """Token accuracy, and on the words not in `known` (the training words)."""
+    """Token accuracy, and on the words not in `known` (the training words; None when every word is known)."""
     right = unknown = unknown_right = total = 0
     for tags, sentence in zip(predicted, sentences):
         for tag, gold, word in zip(tags, sentence["tags"], sentence["words"]):
@@ -36,11 +36,11 @@ def accuracy(predicted: list[list[str]], sentences: list[dict], known: set[str])
             if word not in known:
                 unknown += 1
                 unknown_right += tag == gold
-    return {"accuracy": right / total, "unknown_word_accuracy": unknown_right / unknown, "tokens": total,
-            "unknown_words": unknown}  # fmt: skip
+    return {"accuracy": right / total, "unknown_word_accuracy": unknown_right / unknown if unknown else None,
+            "tokens": total, "unknown_words": unknown}  # fmt: skip
 
 
-def wsj_splits(source: str) -> tuple[list[dict], list[dict], str]:
+def tagged_splits(source: str) -> tuple[list[dict], list[dict], str]:
     """The training and test sentences ({"words", "tags"}) of `dmn run pos --source SOURCE`, and the data digest."""
     config = PosRunConfig(source=source)
     with tempfile.TemporaryDirectory() as data_root:
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5, help="perceptron training passes (NLTK's default)")
     parser.add_argument("--results", type=Path, default=None, help="JSON file to write the figures to")
     args = parser.parse_args()
-    train, test, digest = wsj_splits(args.source)
+    train, test, digest = tagged_splits(args.source)
     known = {word for sentence in train for word in sentence["words"]}
     frequent = most_frequent_tagger(train)
     perceptron, seconds = averaged_perceptron(train, args.iterations)

@@ -20,10 +20,9 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 from emit import emit
-from pos_baselines import averaged_perceptron, most_frequent_tagger, wsj_splits
+from pos_baselines import accuracy, averaged_perceptron, most_frequent_tagger, tagged_splits
 
 from dmn.data.fetch import extract_archive, sha256_file
 from dmn.data.treebank import read_tagged
@@ -67,34 +66,24 @@ def conllu_file(location: Path, folder: Path) -> Path:
     return found[0]
 
 
-class Token(NamedTuple):
-    right: bool
-    tag: str  # the gold tag
-    word: str
-    genre: str
-
-
 def score(predicted: list[list[str]], sentences: list[dict], known: set[str], tagset: set[str]) -> dict:
-    """Token accuracy overall, on the tokens of training tags (`tagset`), on unknown words (not in `known`), and
-    per genre; None for a group without tokens. ValueError when a sentence's tags do not align with its words."""
-    tokens = []
+    """pos_baselines.accuracy (overall, unknown words), and the token accuracy on the tokens of training tags
+    (`tagset`) and per genre (None for a group without tokens). ValueError when a sentence's tags do not align
+    with its words."""
+    tokens = []  # (right, gold tag, genre)
     for number, (tags, sentence) in enumerate(zip(predicted, sentences, strict=True), start=1):
         if len(tags) != len(sentence["words"]):
             raise ValueError(f"sentence {number}: {len(tags)} tags for {len(sentence['words'])} words")
-        tokens += [Token(p == g, g, w, sentence["genre"]) for p, g, w in zip(tags, sentence["tags"], sentence["words"])]
+        tokens += [(p == g, g, sentence["genre"]) for p, g in zip(tags, sentence["tags"])]
 
-    def share(group: list[Token]) -> float | None:
-        return sum(token.right for token in group) / len(group) if group else None
+    def share(group: list[tuple]) -> float | None:
+        return sum(right for right, _, _ in group) / len(group) if group else None
 
-    unknown = [token for token in tokens if token.word not in known]
-    genres = sorted({token.genre for token in tokens})
+    genres = sorted({genre for _, _, genre in tokens})
     return {
-        "accuracy": share(tokens),
-        "accuracy_on_training_tags": share([token for token in tokens if token.tag in tagset]),
-        "unknown_word_accuracy": share(unknown),
-        "tokens": len(tokens),
-        "unknown_words": len(unknown),
-        "accuracy_by_genre": {genre: share([token for token in tokens if token.genre == genre]) for genre in genres},
+        **accuracy(predicted, sentences, known),
+        "accuracy_on_training_tags": share([t for t in tokens if t[1] in tagset]),
+        "accuracy_by_genre": {genre: share([t for t in tokens if t[2] == genre]) for genre in genres},
     }
 
 
@@ -116,7 +105,7 @@ def main() -> None:
             sentences = read_genres(conllu_file(args.conllu, Path(folder) / "conllu"))
     except DataError as error:
         sys.exit(f"error: {error}")
-    train, _, digest = wsj_splits(args.source)
+    train, _, digest = tagged_splits(args.source)
     known = {word for sentence in train for word in sentence["words"]}
     tagset = {tag for sentence in train for tag in sentence["tags"]}
     frequent = most_frequent_tagger(train)
