@@ -146,9 +146,10 @@ def bucketed(order: list[int], lengths: torch.Tensor, batch_size: int, seed: int
     """`order` regrouped into batches of similar length: each window of 50 batches is sorted by length and cut
     into batches, and the batches are shuffled with `seed`. Every example stays, once; lengths (N,)."""
     window = 50 * batch_size
+    length = lengths.tolist()  # a Python list: indexing the tensor once per example cost ~3 % of a task-1 epoch
     batches = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: int(lengths[i]))
+        chunk = sorted(order[start : start + window], key=length.__getitem__)
         batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
     shuffle = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed)).tolist()
     return [i for b in shuffle for i in batches[b]]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dmn.models.dmn_plus import input_fusion, reverse_within_length
+from dmn.models import recurrence
 from dmn.models.recurrence import AttentionGRUScan, GRUScan, fast_tanh, fast_tanh_, stacked_gru
 
 
@@ -99,7 +100,10 @@ def test_input_fusion_matches_torch_grus_on_stories_of_different_lengths():
     assert torch.allclose(alone, expected[1:2, :3])
 
 
-def test_fast_tanh_is_tanh_in_value_and_gradient():
+@pytest.mark.parametrize("through_sigmoid", [True, False])
+def test_fast_tanh_is_tanh_in_value_and_gradient_in_both_forms(through_sigmoid, monkeypatch):
+    # the form is chosen by a measurement on this CPU; each is forced here in turn
+    monkeypatch.setattr(recurrence, "_tanh_through_sigmoid_is_faster", lambda: through_sigmoid)
     x = torch.linspace(-20, 20, 4001, dtype=torch.float64, requires_grad=True)
     ours, expected = fast_tanh(x), torch.tanh(x)
     assert torch.allclose(ours, expected, atol=1e-12)
