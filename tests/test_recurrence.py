@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dmn.models.dmn_plus import input_fusion, reverse_within_length
 from dmn.models import recurrence
+from dmn.models.dmn_plus import input_fusion, reverse_within_length
 from dmn.models.recurrence import AttentionGRUScan, GRUScan, fast_tanh, fast_tanh_, stacked_gru
 
 
