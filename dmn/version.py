@@ -63,9 +63,11 @@ def imported_modules(module: str, root: Path = PACKAGE_DIR) -> set[str]:
 
 @functools.cache
 def code_digest(*modules: str, root: Path = PACKAGE_DIR) -> str:
-    """sha256 over the source of `modules` and of every `dmn` module they import (see imported_modules)."""
+    """sha256 over the source of `modules` and of every `dmn` module they import (see imported_modules), with the
+    C++ sources beside each (a module compiles its folder's: dmn/models/scan.cpp)."""
     digest = hashlib.sha256()
     files = {module_file(m, root) for module in modules for m in imported_modules(module, root)}
+    files |= {native for path in set(files) for native in path.parent.glob("*.cpp")}
     for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())

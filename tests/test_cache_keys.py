@@ -92,6 +92,7 @@ def test_editing_the_cli_a_report_or_another_application_keeps_training_cached_a
         ("promotion.py", False, False),
         ("data/babi.py", True, True),  # the reader: re-tokenise, and so retrain
         ("models/dmn.py", False, True),
+        ("models/scan.cpp", False, True),  # the fused scans, compiled by models/recurrence.py
         ("train.py", False, True),
     ],
 )

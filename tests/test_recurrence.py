@@ -5,7 +5,26 @@ import torch
 
 from dmn.models import recurrence
 from dmn.models.dmn_plus import input_fusion, reverse_within_length
-from dmn.models.recurrence import AttentionGRUScan, GRUScan, fast_tanh, fast_tanh_, stacked_gru
+from dmn.models.recurrence import (
+    AttentionGRUScan,
+    FusedAttentionGRUScan,
+    FusedGRUScan,
+    GRUScan,
+    compiled_scans,
+    fast_tanh,
+    fast_tanh_,
+    stacked_gru,
+)
+
+# Every scan test runs on both implementations: the Python loops and the steps fused in C++ (scan.cpp)
+IMPLEMENTATIONS = {"python": (AttentionGRUScan, GRUScan), "fused": (FusedAttentionGRUScan, FusedGRUScan)}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def scans(request, monkeypatch):
+    """(attention scan, GRU scan) of one implementation, which stacked_gru and AttentionGRU also take."""
+    monkeypatch.setenv("DMN_PYTHON_SCANS", "1" if request.param == "python" else "0")
+    return IMPLEMENTATIONS[request.param]
 
 
 def reference(inputs, gates, weight, bias):
@@ -32,27 +51,49 @@ def _case(batch=3, steps=5, hidden=4):
     ]
 
 
-def test_states_and_gradients_match_autograd():
+def test_the_fused_scans_compile_here():
+    # a C++ compiler is part of this project's machines; elsewhere the Python scans run (with a warning)
+    assert compiled_scans() is not None
+
+
+def test_states_and_gradients_match_autograd(scans):
     args = _case()
-    ours, expected = AttentionGRUScan.apply(*args), reference(*args)
+    ours, expected = scans[0].apply(*args), reference(*args)
     assert torch.allclose(ours, expected)
     grad = torch.randn_like(ours)
     for a, b in zip(torch.autograd.grad(ours, args, grad), torch.autograd.grad(expected, args, grad)):
         assert torch.allclose(a, b, atol=1e-10)
 
 
-def test_gradcheck():
-    assert torch.autograd.gradcheck(AttentionGRUScan.apply, _case(batch=2, steps=3, hidden=3))
+def test_gradcheck(scans):
+    assert torch.autograd.gradcheck(scans[0].apply, _case(batch=2, steps=3, hidden=3))
 
 
-def test_a_padded_fact_leaves_the_state_unchanged():
+def test_a_padded_fact_leaves_the_state_unchanged(scans):
     inputs, gates, weight, bias = _case()
-    padded = AttentionGRUScan.apply(inputs, gates, weight, bias)
-    unpadded = AttentionGRUScan.apply(inputs[:1, :3], gates[:1, :3], weight, bias)
+    padded = scans[0].apply(inputs, gates, weight, bias)
+    unpadded = scans[0].apply(inputs[:1, :3], gates[:1, :3], weight, bias)
     assert torch.equal(padded[:1], unpadded)
 
 
-def test_fusion_gru_matches_torch_gru_in_states_and_gradients():
+def test_both_implementations_agree_in_float32_on_saturated_gates():
+    # inputs of magnitude ~100: exp overflows and the sigmoid and tanh saturate (the fused steps use fast maths)
+    inputs, gates, weight, bias = (t.detach().float().requires_grad_() for t in _case(batch=4, steps=6, hidden=8))
+    large = (inputs * 100, gates, weight * 100, bias)
+    fused, python = FusedAttentionGRUScan.apply(*large), AttentionGRUScan.apply(*large)
+    assert torch.isfinite(fused).all() and torch.allclose(fused, python, atol=1e-5)
+    grads = [
+        torch.autograd.grad(out.sum(), (inputs, gates, weight, bias), retain_graph=True) for out in (fused, python)
+    ]
+    for a, b in zip(*grads):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    torch.manual_seed(0)
+    gru_args = (torch.randn(5, 2, 3, 24) * 100, torch.randn(2, 24, 8) * 100, torch.randn(2, 24))
+    fused, python = FusedGRUScan.apply(*gru_args), GRUScan.apply(*gru_args)
+    assert torch.isfinite(fused).all() and torch.allclose(fused, python, atol=1e-5)
+
+
+def test_fusion_gru_matches_torch_gru_in_states_and_gradients(scans):
     torch.manual_seed(0)
     forward_gru, backward_gru = (torch.nn.GRU(4, 4, batch_first=True).double() for _ in range(2))
     inputs, reversed_inputs = (torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
@@ -65,17 +106,17 @@ def test_fusion_gru_matches_torch_gru_in_states_and_gradients():
         assert torch.allclose(a, b, atol=1e-10)
 
 
-def test_fusion_gru_gradcheck():
+def test_fusion_gru_gradcheck(scans):
     torch.manual_seed(0)
     args = (
         torch.randn(2, 2, 3, 9, dtype=torch.float64, requires_grad=True),
         torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True),
         torch.randn(2, 9, dtype=torch.float64, requires_grad=True),
     )
-    assert torch.autograd.gradcheck(GRUScan.apply, args)
+    assert torch.autograd.gradcheck(scans[1].apply, args)
 
 
-def test_one_gru_and_an_input_size_other_than_the_hidden_size():
+def test_one_gru_and_an_input_size_other_than_the_hidden_size(scans):
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 5, batch_first=True).double()
     inputs = torch.randn(4, 6, 3, dtype=torch.float64)
@@ -84,7 +125,7 @@ def test_one_gru_and_an_input_size_other_than_the_hidden_size():
         stacked_gru((torch.nn.GRU(3, 5),), (inputs,))
 
 
-def test_input_fusion_matches_torch_grus_on_stories_of_different_lengths():
+def test_input_fusion_matches_torch_grus_on_stories_of_different_lengths(scans):
     """The fusion layer as it was written with nn.GRU: forward over the facts, backward over each story's own
     facts reversed, summed, zero on padding."""
     torch.manual_seed(0)

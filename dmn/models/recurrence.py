@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,6 +71,67 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and _tanh_through_sigmoid_is_faster():
         return torch.sigmoid(2 * x) * 2 - 1
     return torch.tanh(x)
+
+
+@functools.cache
+def compiled_scans():
+    """The fused scans of `scan.cpp` (each step one matrix product and one loop over its values), compiled on first
+    use with torch's extension builder (about a minute; cached under TORCH_EXTENSIONS_DIR, by default
+    ~/.cache/torch_extensions), or None, with a warning, where that fails (no C++ compiler): the Python scans
+    below then run, exact, only slower."""
+    from torch.utils import cpp_extension
+
+    capability = torch.backends.cpu.get_cpu_capability()  # DEFAULT, AVX2 or AVX512: one build for each
+    # -ffast-math lets the compiler call glibc's vector tanh (libmvec), 8 floats at a time with AVX2
+    flags = ["-O3", "-ffast-math", *(["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else [])]
+    try:
+        return cpp_extension.load(
+            name=f"dmn_scan_{capability.lower()}",
+            sources=[str(Path(__file__).with_name("scan.cpp"))],
+            extra_cflags=flags,
+            extra_ldflags=["-lmvec"],
+        )
+    except Exception as error:  # noqa: BLE001 - a build failure of any kind leaves the exact Python scans
+        warnings.warn(f"the fused scans could not be compiled, the Python scans run instead: {error}", stacklevel=2)
+        return None
+
+
+def _fused(*tensors: torch.Tensor):
+    """The compiled scans where they apply (CPU tensors of float or double; not with DMN_PYTHON_SCANS=1), else
+    None."""
+    if os.environ.get("DMN_PYTHON_SCANS") != "1" and all(
+        t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors
+    ):
+        return compiled_scans()
+    return None
+
+
+class FusedAttentionGRUScan(torch.autograd.Function):
+    """AttentionGRUScan, each step fused in C++ (`scan.cpp`): the same arguments, result and gradients."""
+
+    @staticmethod
+    def forward(ctx, inputs, gates, weight, bias):
+        final, states, candidates, projected = compiled_scans().attention_forward(inputs, gates, weight, bias)
+        ctx.save_for_backward(gates, weight, states, candidates, projected)
+        return final
+
+    @staticmethod
+    def backward(ctx, grad_final):
+        return tuple(compiled_scans().attention_backward(grad_final, *ctx.saved_tensors))
+
+
+class FusedGRUScan(torch.autograd.Function):
+    """GRUScan, each step fused in C++ (`scan.cpp`): the same arguments, result and gradients."""
+
+    @staticmethod
+    def forward(ctx, inputs, weight, bias):
+        outputs, states, candidates, projected = compiled_scans().gru_forward(inputs, weight, bias)
+        ctx.save_for_backward(weight, states, candidates, projected)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, grad_states):
+        return tuple(compiled_scans().gru_backward(grad_states, *ctx.saved_tensors))
 
 
 class AttentionGRUScan(torch.autograd.Function):
@@ -140,7 +204,8 @@ class AttentionGRU(nn.Module):
 
     def forward(self, projected_facts: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """`projected_facts` = input_proj(facts), computed once for all passes."""
-        return AttentionGRUScan.apply(projected_facts, gates, self.hidden_proj.weight, self.hidden_proj.bias)
+        scan = FusedAttentionGRUScan if _fused(projected_facts) else AttentionGRUScan
+        return scan.apply(projected_facts, gates, self.hidden_proj.weight, self.hidden_proj.bias)
 
 
 class GRUScan(torch.autograd.Function):
@@ -222,4 +287,5 @@ def stacked_gru(grus: Sequence[nn.GRU], inputs: Sequence[torch.Tensor]) -> torch
     weight_hh = torch.stack([g.weight_hh_l0 for g in grus])  # (D, 3H, H)
     bias_hh = torch.stack([g.bias_hh_l0 for g in grus])  # (D, 3H)
     projected = projected.view(*x.shape[:3], -1).permute(2, 0, 1, 3)  # (S, D, B, 3H), a view
-    return GRUScan.apply(projected, weight_hh, bias_hh).permute(1, 2, 0, 3)  # (D, B, S, H), a view
+    scan = FusedGRUScan if _fused(projected) else GRUScan
+    return scan.apply(projected, weight_hh, bias_hh).permute(1, 2, 0, 3)  # (D, B, S, H), a view
