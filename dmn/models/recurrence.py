@@ -14,6 +14,11 @@ Measured on the 2-core CPU (bench/train_speed.py, bAbI task 3 at 70 sentences, b
 length): 579 examples/s with torch's nn.GRU and the first attention scan, 808 with the fusion scan, and the
 figure in bench/results/train_speed.json with both scans as they are now.
 `tests/test_recurrence.py` checks both against autograd on a plain loop, and the GRU scan against nn.GRU.
+
+On a CPU, AttentionGRU and stacked_gru run the same scans with each step fused in C++ (`scan.cpp`,
+FusedAttentionGRUScan and FusedGRUScan: one matrix product and one vectorised loop a step; 1.3-1.4x a bAbI
+epoch), compiled at first use; the Python scans below run on a GPU, without a compiler, or with
+DMN_PYTHON_SCANS=1, and the tests check both.
 """
 
 from __future__ import annotations
