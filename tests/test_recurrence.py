@@ -6,6 +6,7 @@ import torch
 from dmn.models import recurrence
 from dmn.models.dmn_plus import input_fusion, reverse_within_length
 from dmn.models.recurrence import (
+    AttentionGRU,
     AttentionGRUScan,
     FusedAttentionGRUScan,
     FusedGRUScan,
@@ -24,6 +25,7 @@ IMPLEMENTATIONS = {"python": (AttentionGRUScan, GRUScan), "fused": (FusedAttenti
 def scans(request, monkeypatch):
     """(attention scan, GRU scan) of one implementation, which stacked_gru and AttentionGRU also take."""
     monkeypatch.setenv("DMN_PYTHON_SCANS", "1" if request.param == "python" else "0")
+    assert request.param == "python" or compiled_scans() is not None  # else "fused" would run the Python scans
     return IMPLEMENTATIONS[request.param]
 
 
@@ -76,21 +78,41 @@ def test_a_padded_fact_leaves_the_state_unchanged(scans):
     assert torch.equal(padded[:1], unpadded)
 
 
-def test_both_implementations_agree_in_float32_on_saturated_gates():
-    # inputs of magnitude ~100: exp overflows and the sigmoid and tanh saturate (the fused steps use fast maths)
+def test_both_implementations_agree_in_float32_with_saturated_sigmoids_and_tanhs():
+    # inputs and weights of magnitude ~100: the reset and update gates and the candidates sit at 0 or 1, where a
+    # fast-maths sigmoid written as 1 / (1 + exp(-x)) had turned into NaN
     inputs, gates, weight, bias = (t.detach().float().requires_grad_() for t in _case(batch=4, steps=6, hidden=8))
     large = (inputs * 100, gates, weight * 100, bias)
-    fused, python = FusedAttentionGRUScan.apply(*large), AttentionGRUScan.apply(*large)
-    assert torch.isfinite(fused).all() and torch.allclose(fused, python, atol=1e-5)
-    grads = [
-        torch.autograd.grad(out.sum(), (inputs, gates, weight, bias), retain_graph=True) for out in (fused, python)
-    ]
+    outputs = FusedAttentionGRUScan.apply(*large), AttentionGRUScan.apply(*large)
+    assert torch.isfinite(outputs[0]).all() and torch.allclose(*outputs, atol=1e-5)
+    grads = [torch.autograd.grad(out.sum(), (inputs, gates, weight, bias), retain_graph=True) for out in outputs]
     for a, b in zip(*grads):
         assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
     torch.manual_seed(0)
-    gru_args = (torch.randn(5, 2, 3, 24) * 100, torch.randn(2, 24, 8) * 100, torch.randn(2, 24))
-    fused, python = FusedGRUScan.apply(*gru_args), GRUScan.apply(*gru_args)
-    assert torch.isfinite(fused).all() and torch.allclose(fused, python, atol=1e-5)
+    base = (torch.randn(5, 2, 3, 24), torch.randn(2, 24, 8), torch.randn(2, 24))
+    gru_args = tuple(t.requires_grad_() for t in (base[0] * 100, base[1] * 100, base[2]))
+    outputs = FusedGRUScan.apply(*gru_args), GRUScan.apply(*gru_args)
+    assert torch.isfinite(outputs[0]).all() and torch.allclose(*outputs, atol=1e-5)
+    grads = [torch.autograd.grad(out.sum(), gru_args) for out in outputs]
+    for a, b in zip(*grads):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_the_modules_take_the_fused_scans_unless_told_not_to(monkeypatch):
+    attention, gru = AttentionGRU(4), torch.nn.GRU(4, 4, batch_first=True)
+    facts, gates = torch.randn(2, 3, 8), torch.softmax(torch.randn(2, 3), -1)
+    for setting, expected in (("0", ("FusedAttentionGRUScan", "FusedGRUScan")), ("1", ("AttentionGRUScan", "GRUScan"))):
+        monkeypatch.setenv("DMN_PYTHON_SCANS", setting)
+        scanned = stacked_gru((gru,), (torch.randn(2, 3, 4),)).grad_fn.next_functions[0][0]  # under the permute
+        assert (attention(facts, gates).grad_fn.name(), scanned.name()) == tuple(f"{n}Backward" for n in expected)
+
+
+def test_the_fused_scans_refuse_mismatched_shapes():
+    inputs, gates, weight, bias = _case()
+    with pytest.raises(RuntimeError, match=r"gates must be \(B, S\)"):
+        FusedAttentionGRUScan.apply(inputs, gates[:, :-1], weight, bias)
+    with pytest.raises(RuntimeError, match=r"bias must be \(D, 3H\)"):
+        FusedGRUScan.apply(torch.randn(2, 1, 3, 9), torch.randn(1, 9, 3), torch.randn(1, 6))
 
 
 def test_fusion_gru_matches_torch_gru_in_states_and_gradients(scans):

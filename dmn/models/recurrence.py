@@ -24,8 +24,10 @@ DMN_PYTHON_SCANS=1, and the tests check both.
 from __future__ import annotations
 
 import functools
-import math
+import hashlib
 import os
+import platform
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -42,25 +44,22 @@ def tanh_through_sigmoid_(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor as /proc/cpuinfo names it ('GenuineIntel', 'AuthenticAMD'); '' where it is not said."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+
+
 @functools.cache
 def _tanh_through_sigmoid_is_faster() -> bool:
-    """Whether tanh_through_sigmoid_ beats torch's tanh on this CPU, measured once per process on a (100, 80)
-    tensor (a step's state at batch 100). It varies by CPU vendor: on the AMD EPYC machines torch's CPU tanh cost
-    8x its sigmoid (33 against 4 us on 16,000 numbers, torch 2.13), on an Intel Xeon it is the faster form (5.6
-    against 18.7 us on 8,000)."""
-    source, x = torch.randn(100, 80), torch.empty(100, 80)
-
-    def seconds(op) -> float:
-        best = math.inf
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(20):
-                op(x.copy_(source))
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    seconds(torch.tanh_)  # warm-up
-    return seconds(tanh_through_sigmoid_) < seconds(torch.tanh_)
+    """Whether tanh_through_sigmoid_ is the faster tanh on this CPU: on AMD ones, where torch's CPU tanh cost 8x
+    its sigmoid (33 against 4 us on 16,000 numbers on the AMD EPYC bench machine, torch 2.13; three AMD machines
+    were slow alike), not on an Intel Xeon (torch's tanh 5.6 us against 18.7 for the sigmoid form, on 8,000).
+    Decided by the vendor, not timed, so that every process on a machine computes the same numbers."""
+    return cpu_vendor() == "AuthenticAMD"
 
 
 def fast_tanh_(x: torch.Tensor) -> torch.Tensor:
@@ -78,23 +77,42 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
+SCAN_SOURCE = Path(__file__).with_name("scan.cpp")
+STALE_LOCK_SECONDS = 600  # a build takes about a minute; an older lock is a killed build's
+
+
 @functools.cache
 def compiled_scans():
     """The fused scans of `scan.cpp` (each step one matrix product and one loop over its values), compiled on first
-    use with torch's extension builder (about a minute; cached under TORCH_EXTENSIONS_DIR, by default
+    use with torch's extension builder (about a minute) into TORCH_EXTENSIONS_DIR (by default
     ~/.cache/torch_extensions), or None, with a warning, where that fails (no C++ compiler): the Python scans
     below then run, exact, only slower."""
     from torch.utils import cpp_extension
 
-    capability = torch.backends.cpu.get_cpu_capability()  # DEFAULT, AVX2 or AVX512: one build for each
+    capability = torch.backends.cpu.get_cpu_capability()  # DEFAULT, AVX2 or AVX512 (AVX2 and up have FMA)
     # -ffast-math lets the compiler call glibc's vector tanh (libmvec), 8 floats at a time with AVX2
     flags = ["-O3", "-ffast-math", *(["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else [])]
+    libraries = ["-lmvec"] if sys.platform == "linux" and platform.machine() == "x86_64" else []
+    source = SCAN_SOURCE.read_text()
+    # the build folder is named by all the binary depends on: no checkout, version or machine kind loads another's
+    key = hashlib.sha256("\0".join([source, *flags, *libraries, torch.__version__]).encode()).hexdigest()[:12]
+    name = f"dmn_scan_{capability.lower()}_{key}"
+    folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / name
+    # torch looks for ninja on PATH: the one installed beside this Python, also where the venv is not activated
+    here = str(Path(sys.executable).parent)
+    if here not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
     try:
-        return cpp_extension.load(
-            name=f"dmn_scan_{capability.lower()}",
-            sources=[str(Path(__file__).with_name("scan.cpp"))],
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = folder / "lock"  # torch's: a build killed while holding it would make every later one wait forever
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+            lock.unlink(missing_ok=True)
+        return cpp_extension.load_inline(
+            name=name,
+            cpp_sources=[source],
             extra_cflags=flags,
-            extra_ldflags=["-lmvec"],
+            extra_ldflags=libraries,
+            build_directory=str(folder),
         )
     except Exception as error:  # noqa: BLE001 - a build failure of any kind leaves the exact Python scans
         warnings.warn(f"the fused scans could not be compiled, the Python scans run instead: {error}", stacklevel=2)
@@ -104,9 +122,8 @@ def compiled_scans():
 def _fused(*tensors: torch.Tensor):
     """The compiled scans where they apply (CPU tensors of float or double; not with DMN_PYTHON_SCANS=1), else
     None."""
-    if os.environ.get("DMN_PYTHON_SCANS") != "1" and all(
-        t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors
-    ):
+    applies = all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
+    if applies and os.environ.get("DMN_PYTHON_SCANS") != "1":
         return compiled_scans()
     return None
 
@@ -209,8 +226,8 @@ class AttentionGRU(nn.Module):
 
     def forward(self, projected_facts: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """`projected_facts` = input_proj(facts), computed once for all passes."""
-        scan = FusedAttentionGRUScan if _fused(projected_facts) else AttentionGRUScan
-        return scan.apply(projected_facts, gates, self.hidden_proj.weight, self.hidden_proj.bias)
+        args = (projected_facts, gates, self.hidden_proj.weight, self.hidden_proj.bias)
+        return (FusedAttentionGRUScan if _fused(*args) else AttentionGRUScan).apply(*args)
 
 
 class GRUScan(torch.autograd.Function):
@@ -292,5 +309,5 @@ def stacked_gru(grus: Sequence[nn.GRU], inputs: Sequence[torch.Tensor]) -> torch
     weight_hh = torch.stack([g.weight_hh_l0 for g in grus])  # (D, 3H, H)
     bias_hh = torch.stack([g.bias_hh_l0 for g in grus])  # (D, 3H)
     projected = projected.view(*x.shape[:3], -1).permute(2, 0, 1, 3)  # (S, D, B, 3H), a view
-    scan = FusedGRUScan if _fused(projected) else GRUScan
+    scan = FusedGRUScan if _fused(projected, weight_hh, bias_hh) else GRUScan
     return scan.apply(projected, weight_hh, bias_hh).permute(1, 2, 0, 3)  # (D, B, S, H), a view

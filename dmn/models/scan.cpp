@@ -147,7 +147,15 @@ T* ptr(const at::Tensor& tensor) {
 // Returns the final state (B, H) and what the backward reads: the states h_0..h_S (S+1, B, H), the candidates
 // h~_i (S, B, H) and [r_i; U h_{i-1} + b^(h)] (S, B, 2H).
 std::vector<at::Tensor> attention_forward(at::Tensor inputs, at::Tensor gates, at::Tensor weight, at::Tensor bias) {
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == 2 * weight.size(1), "weight must be (2H, H)");
   const auto hidden = weight.size(1);
+  TORCH_CHECK(inputs.dim() == 3 && inputs.size(2) == 2 * hidden, "inputs must be (B, S, 2H)");
+  TORCH_CHECK(gates.dim() == 2 && gates.size(0) == inputs.size(0) && gates.size(1) == inputs.size(1),
+              "gates must be (B, S), as the inputs' first two dimensions");
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == 2 * hidden, "bias must be (2H,)");
+  TORCH_CHECK(gates.scalar_type() == inputs.scalar_type() && weight.scalar_type() == inputs.scalar_type() &&
+                  bias.scalar_type() == inputs.scalar_type(),
+              "inputs, gates, weight and bias must have one dtype");
   const auto x = inputs.transpose(0, 1).contiguous();  // (S, B, 2H)
   const auto g = gates.t().contiguous();  // (S, B)
   const auto b = bias.contiguous();
@@ -199,7 +207,14 @@ std::vector<at::Tensor> attention_backward(at::Tensor grad_final, at::Tensor gat
 // Returns the states h_1..h_S (S, D, B, H) and what the backward reads: h_0..h_S (S+1, D, B, H), the
 // candidates n_t (S, D, B, H) and [r_t; z_t; W_hn h_{t-1} + b_hn] (S, D, B, 3H).
 std::vector<at::Tensor> gru_forward(at::Tensor inputs, at::Tensor weight, at::Tensor bias) {
+  TORCH_CHECK(weight.dim() == 3 && weight.size(1) == 3 * weight.size(2), "weight must be (D, 3H, H)");
   const auto hidden = weight.size(2);
+  TORCH_CHECK(inputs.dim() == 4 && inputs.size(1) == weight.size(0) && inputs.size(3) == 3 * hidden,
+              "inputs must be (S, D, B, 3H)");
+  TORCH_CHECK(bias.dim() == 2 && bias.size(0) == weight.size(0) && bias.size(1) == 3 * hidden,
+              "bias must be (D, 3H)");
+  TORCH_CHECK(weight.scalar_type() == inputs.scalar_type() && bias.scalar_type() == inputs.scalar_type(),
+              "inputs, weight and bias must have one dtype");
   const auto x = inputs.contiguous();
   const auto b = bias.contiguous();
   const auto steps = x.size(0), directions = x.size(1), batch = x.size(2);
@@ -249,9 +264,11 @@ std::vector<at::Tensor> gru_backward(at::Tensor grad_states, at::Tensor weight, 
 
 }  // namespace
 
+// Python's lock is released while a scan runs: ATen needs none, and other threads may go on
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("attention_forward", &attention_forward);
-  m.def("attention_backward", &attention_backward);
-  m.def("gru_forward", &gru_forward);
-  m.def("gru_backward", &gru_backward);
+  using release = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("attention_forward", &attention_forward, release());
+  m.def("attention_backward", &attention_backward, release());
+  m.def("gru_forward", &gru_forward, release());
+  m.def("gru_backward", &gru_backward, release());
 }
