@@ -94,8 +94,10 @@ def compiled_scans():
     flags = ["-O3", "-ffast-math", *(["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else [])]
     libraries = ["-lmvec"] if sys.platform == "linux" and platform.machine() == "x86_64" else []
     source = SCAN_SOURCE.read_text()
-    # the build folder is named by all the binary depends on: no checkout, version or machine kind loads another's
-    key = hashlib.sha256("\0".join([source, *flags, *libraries, torch.__version__]).encode()).hexdigest()[:12]
+    # the build folder is named by all the binary depends on: no checkout, version, Python or machine kind loads
+    # another's
+    parts = [source, *flags, *libraries, torch.__version__, sys.implementation.cache_tag]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
     name = f"dmn_scan_{capability.lower()}_{key}"
     folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / name
     # torch looks for ninja on PATH: the one installed beside this Python, also where the venv is not activated
