@@ -16,7 +16,7 @@ figure in bench/results/train_speed.json with both scans as they are now.
 `tests/test_recurrence.py` checks both against autograd on a plain loop, and the GRU scan against nn.GRU.
 
 On a CPU, AttentionGRU and stacked_gru run the same scans with each step fused in C++ (`scan.cpp`,
-FusedAttentionGRUScan and FusedGRUScan: one matrix product and one vectorised loop a step; 1.3-1.4x a bAbI
+FusedAttentionGRUScan and FusedGRUScan: one matrix product and one vectorised loop a step; 1.3-1.45x a bAbI
 epoch), compiled at first use; the Python scans below run on a GPU, without a compiler, or with
 DMN_PYTHON_SCANS=1, and the tests check both.
 """
