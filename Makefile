@@ -14,12 +14,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# The last step compiles the fused scans for this CPU (about a minute; without a C++ compiler a warning, and
+# the Python scans run).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt torch $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	# the fused scans, compiled once for this CPU (about a minute; without a C++ compiler a warning, and the
-	# Python scans run)
 	$(BIN)/python -c "from dmn.models.recurrence import compiled_scans; compiled_scans()"
 	touch $@
 

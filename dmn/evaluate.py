@@ -13,11 +13,14 @@ from dmn.train import exact_match
 @torch.no_grad()
 def predict(model, data: Examples, batch_size: int = 256, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Answer ids (N, T) (a sequence decoded greedily) and gates (N, P, S) for every example, in order (no
-    example dropped)."""
+    example dropped). Batches hold examples of similar length (the masks make an answer independent of its
+    batch), so that the recurrences step through little padding: bAbI task 3's test stories at batch 100 padded
+    to their batch's longest would be 2.65x the real facts."""
     model.eval()
+    order = torch.argsort(data.fact_counts(), stable=True)  # (N,)
     answers, gates = [], []
     for start in range(0, len(data), batch_size):
-        batch = make_batch(data.select(torch.arange(start, min(start + batch_size, len(data)))), device)
+        batch = make_batch(data.select(order[start : start + batch_size]), device)
         output = model(*batch.model_inputs())  # logits (B, T, A), gates (B, P, S_batch)
         answers.append(output.logits.argmax(-1).cpu())
         padded = output.gates.new_zeros(*output.gates.shape[:2], data.story.size(1))  # (B, P, S)
@@ -25,7 +28,9 @@ def predict(model, data: Examples, batch_size: int = 256, device="cpu") -> tuple
         gates.append(padded.cpu())
     steps = max(a.size(1) for a in answers)  # tags: each batch's own longest sentence
     answers = [torch.nn.functional.pad(a, (0, steps - a.size(1)), value=IGNORE) for a in answers]
-    return torch.cat(answers), torch.cat(gates)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))  # back to the examples' own order
+    return torch.cat(answers)[inverse], torch.cat(gates)[inverse]
 
 
 def supporting_fact_hits(gates: torch.Tensor, supporting: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,24 @@ def test_learns_babi_task_1_and_reports_supporting_fact_hits(tmp_path, babi_root
     assert next((tmp_path / "models").rglob("*.pt")).stat().st_mtime == mtime
 
 
+def test_predict_batches_by_length_and_answers_in_the_examples_order(tmp_path, babi_root):
+    from dmn.data.vocab import Vocabulary
+    from dmn.evaluate import predict
+    from dmn.models import ModelSizes, build_model
+
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    vocab = Vocabulary.load(dataset.vocab_path)
+    data = BABI.encode(dataset.read(3, "test")[:60], vocab, CUT, "class")  # task 3: stories of 2 to 70 facts
+    assert not torch.equal(torch.argsort(data.fact_counts(), stable=True), torch.arange(60))  # so batches reorder
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=16), ModelSizes(len(vocab.words), len(vocab.answers)))
+    answers, gates = predict(model, data, batch_size=7)
+    for i in range(60):  # each example's answer and gates are those it gets alone
+        alone_answers, alone_gates = predict(model, data.select(torch.tensor([i])), batch_size=1)
+        assert torch.equal(answers[i], alone_answers[0])
+        assert torch.allclose(gates[i], alone_gates[0], atol=1e-6)
+
+
 def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
     from dmn.data.vocab import Vocabulary
     from dmn.models import ModelSizes, build_model
