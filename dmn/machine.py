@@ -12,6 +12,8 @@ import platform
 
 import torch
 
+from dmn.cpuinfo import cpuinfo_field
+
 
 @functools.cache
 def machine() -> str:
@@ -19,12 +21,8 @@ def machine() -> str:
     widest vector instructions torch's CPU kernels use and Python. Machines of one kind differ several-fold in
     speed (seen here: the side-by-side bench 2.8x slower on an AVX2-only machine than on another), so a speed
     figure is read beside these."""
-    model = platform.processor() or platform.machine()
-    try:  # Linux names the model in /proc/cpuinfo; platform.processor() there is only the architecture
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    # Linux names the model in /proc/cpuinfo; platform.processor() there is only the architecture
+    model = cpuinfo_field("model name") or platform.processor() or platform.machine()
     capability = torch.backends.cpu.get_cpu_capability()
     return (
         f"{platform.node()} ({model}, {os.cpu_count()} cores, {capability}, {platform.machine()}, "

@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmn.cpuinfo import cpuinfo_field
+
 _ONE = torch.ones(())  # 1 - x^2 as one addcmul
 
 
@@ -44,22 +46,13 @@ def tanh_through_sigmoid_(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor as /proc/cpuinfo names it ('GenuineIntel', 'AuthenticAMD'); '' where it is not said."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("vendor_id")), "")
-    except OSError:
-        return ""
-
-
 @functools.cache
 def _tanh_through_sigmoid_is_faster() -> bool:
     """Whether tanh_through_sigmoid_ is the faster tanh on this CPU: on AMD ones, where torch's CPU tanh cost 8x
     its sigmoid (33 against 4 us on 16,000 numbers on the AMD EPYC bench machine, torch 2.13; three AMD machines
     were slow alike), not on an Intel Xeon (torch's tanh 5.6 us against 18.7 for the sigmoid form, on 8,000).
     Decided by the vendor, not timed, so that every process on a machine computes the same numbers."""
-    return cpu_vendor() == "AuthenticAMD"
+    return cpuinfo_field("vendor_id") == "AuthenticAMD"
 
 
 def fast_tanh_(x: torch.Tensor) -> torch.Tensor:
