@@ -16,9 +16,9 @@ figure in bench/results/train_speed.json with both scans as they are now.
 `tests/test_recurrence.py` checks both against autograd on a plain loop, and the GRU scan against nn.GRU.
 
 On a CPU, AttentionGRU and stacked_gru run the same scans with each step fused in C++ (`scan.cpp`,
-FusedAttentionGRUScan and FusedGRUScan: one matrix product and one vectorised loop a step; 1.3-1.45x a bAbI
-epoch), compiled at first use; the Python scans below run on a GPU, without a compiler, or with
-DMN_PYTHON_SCANS=1, and the tests check both.
+FusedAttentionGRUScan and FusedGRUScan: one matrix product and one vectorised loop a step; 1.35-1.41x a bAbI
+epoch in bench/results/side_by_side-xeon-avx512*.json), compiled at first use; the Python scans below run on a
+GPU, without a compiler, or with DMN_PYTHON_SCANS=1, and the tests check both.
 """
 
 from __future__ import annotations
