@@ -52,7 +52,8 @@ def table(results: dict[str, dict]) -> str:
     lines.append("| " + " | ".join(summary) + " |")
     notes = [
         'Per cell: test accuracy, failed where the error is above 5 %, (best epoch / epochs trained; "renamed ×N" '
-        "where validation kept the model trained with N renamed copies of each story, `dmn/data/entities.py`)."
+        "where validation kept the model trained with N renamed copies of each story, `dmn/data/entities.py`; "
+        '"joint" where it kept the one model trained on the 20 tasks together, `--joint`).'
     ]
     for run in runs:
         recorded = results[run]["recorded"]
@@ -66,8 +67,9 @@ def table(results: dict[str, dict]) -> str:
 
 def _cell(row: dict) -> str:
     failed = " (failed)" if row["failed"] else ""
-    renamed = (row.get("settings") or {}).get("entity_copies")
-    kept = f", renamed ×{renamed}" if renamed else ""
+    settings = row.get("settings") or {}
+    copies = settings.get("entity_copies")
+    kept = "".join([", joint"] * bool(settings.get("joint")) + ([f", renamed ×{copies}"] if copies else []))
     return f"{100 * row['accuracy']:.1f} %{failed} ({row['best_epoch']} / {row['epochs']}{kept})"
 
 

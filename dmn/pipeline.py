@@ -8,6 +8,7 @@ evaluation, plus the application's module (reader and encoding).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,14 +17,14 @@ from dmn import storage
 from dmn.apps.base import Application
 from dmn.checkpoint import load_checkpoint, save_checkpoint
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.batching import Examples
+from dmn.data.batching import Examples, concat_examples
 from dmn.data.parquet import TokenisedData
 from dmn.data.vectors import glove_vectors
 from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
 from dmn.evaluate import evaluate
-from dmn.models import ModelSizes
-from dmn.train import resolve_device, selection_key, split_validation, train_dmn, world
+from dmn.models import ModelSizes, build_model
+from dmn.train import resolve_device, run_epoch, selection_key, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
 
 
@@ -48,9 +49,8 @@ def best_checkpoint(paths: list[str], select_by: str) -> str:
     epochs (`select_by`)."""
 
     def key(path: str) -> tuple[float, float]:
-        meta = load_checkpoint(path)[1]
-        best = next(record for record in meta["history"] if record["epoch"] == meta["best_epoch"])
-        return selection_key(select_by, best["valid_loss"], best["valid_accuracy"])
+        meta = load_checkpoint(path)[1]  # a joint model's figures are its unit's (train_joint)
+        return selection_key(select_by, meta["best_valid_loss"], meta["best_valid_accuracy"])
 
     return min(paths, key=key)
 
@@ -75,29 +75,19 @@ def train_unit(
     if storage.exists(path):
         return path
     vocab = dataset.vocabulary()
-    kind = model_config.answer_kind
-    train_rows, valid_rows = dataset.read(unit, "train"), dataset.read(unit, "dev")
-    if not valid_rows:  # no published validation split (bAbI): the paper's cut of the training file
-        train_rows, valid_rows = split_validation(train_rows, train_config.valid_fraction)
+    sizes = ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
+    train_data, valid_data = _unit_examples(app, dataset, unit, settings, model_config, train_config)
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
-    sizes = ModelSizes(len(vocab.words), vocab.answer_size(kind))
-    if train_config.lengthen_stories:
-        if app.lengthen is None:
-            raise ConfigError(f"train.lengthen_stories: {app.name} has no stories to lengthen (bAbI has)")
-        train_rows = app.lengthen(train_rows, settings, train_config.seed)
-    if app.augment is not None:
-        train_rows = app.augment(train_rows, settings, train_config.seed)
-    train_data = app.encode(train_rows, vocab, settings, kind)
     result = train_dmn(
         train_data,
-        app.encode(valid_rows, vocab, settings, kind),
+        valid_data,
         model_config,
         train_config,
         sizes,
         progress=progress,
         on_epoch=on_epoch,
         progress_path=progress_path,
-        word_vectors=glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None,
+        word_vectors=_word_vectors(model_config, vocab),
     )
     if world()[0] != 0:
         return path
@@ -114,6 +104,91 @@ def train_unit(
     )
     storage.delete(progress_path)
     return path
+
+
+def train_joint(
+    app: Application,
+    dataset: TokenisedData,
+    units: list,
+    settings: dict,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    models_root: str | Path,
+    progress: bool = False,
+    on_epoch=None,
+) -> dict:
+    """Train one DMN on several units at once (bAbI: a run's tasks in one model, the joint training of Weston et
+    al. 2015 and Sukhbaatar et al. 2015; the vocabulary and the answers are the run's, shared by its units), each
+    unit's examples encoded with its own `settings[unit]`; the validation examples of all of them choose the epoch.
+
+    Returns {unit: checkpoint}: the one model saved once per unit, with that unit's settings and its validation
+    loss and accuracy on that unit alone, so that `best_checkpoint` weighs it against the unit's own models on the
+    unit's figures. Existing checkpoints are reused."""
+    key = training_digest(app, dataset.digest, units, settings, model_config, train_config)
+    folder = storage.join(models_root, f"{app.name}-joint-{key[:16]}")
+    paths = {unit: storage.join(folder, f"{app.unit_name}_{unit}.pt") for unit in units}
+    if all(storage.exists(path) for path in paths.values()):
+        return paths
+    vocab = dataset.vocabulary()
+    sizes = ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
+    examples = {u: _unit_examples(app, dataset, u, settings[u], model_config, train_config) for u in units}
+    train_data = concat_examples([train for train, _ in examples.values()])
+    progress_path = storage.join(folder, "joint.progress.pt")  # resumes a killed run
+    result = train_dmn(
+        train_data,
+        concat_examples([valid for _, valid in examples.values()]),
+        model_config,
+        train_config,
+        sizes,
+        progress=progress,
+        on_epoch=on_epoch,
+        progress_path=progress_path,
+        word_vectors=_word_vectors(model_config, vocab),
+    )
+    if world()[0] != 0:
+        return paths
+    model = build_model(model_config, sizes)
+    model.load_state_dict(result.state_dict)
+    words = trained_words(train_data, vocab)
+    for unit, (_, valid) in examples.items():
+        unit_valid = run_epoch(model, valid, train_config.batch_size, "cpu")
+        unit_result = replace(result, best_valid_loss=unit_valid["loss"], best_valid_accuracy=unit_valid["accuracy"])
+        save_checkpoint(
+            paths[unit],
+            unit_result,
+            model_config,
+            train_config,
+            sizes=sizes,
+            application=app.name,
+            unit=unit,
+            settings=settings[unit],
+            trained_words=words,
+        )
+    storage.delete(progress_path)
+    return paths
+
+
+def _unit_examples(
+    app: Application, dataset: TokenisedData, unit, settings: dict, model_config: ModelConfig, train_config: TrainConfig
+) -> tuple[Examples, Examples]:
+    """A unit's training examples (lengthened and augmented as `train_config` and `settings` ask) and its
+    validation examples: the published dev split, or the paper's cut of the training file where there is none."""
+    vocab = dataset.vocabulary()
+    kind = model_config.answer_kind
+    train_rows, valid_rows = dataset.read(unit, "train"), dataset.read(unit, "dev")
+    if not valid_rows:  # no published validation split (bAbI): the paper's cut of the training file
+        train_rows, valid_rows = split_validation(train_rows, train_config.valid_fraction)
+    if train_config.lengthen_stories:
+        if app.lengthen is None:
+            raise ConfigError(f"train.lengthen_stories: {app.name} has no stories to lengthen (bAbI has)")
+        train_rows = app.lengthen(train_rows, settings, train_config.seed)
+    if app.augment is not None:
+        train_rows = app.augment(train_rows, settings, train_config.seed)
+    return app.encode(train_rows, vocab, settings, kind), app.encode(valid_rows, vocab, settings, kind)
+
+
+def _word_vectors(model_config: ModelConfig, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor] | None:
+    return glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None
 
 
 def trained_words(data: Examples, vocab: Vocabulary) -> list[str]:

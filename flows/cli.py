@@ -202,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a model each, the best on validation kept (default '4,0' for a training file of up to 2,000 questions, as at "
         "1k, '0' for a larger one, as at 10k)",
     )
+    babi.add_argument(
+        "--joint",
+        choices=["no", "also", "only"],
+        default=None,
+        help="one model trained on all the run's tasks together: 'also' beside each task's own models, validation "
+        "choosing per task; 'only' that model for every task; 'no' none (default "
+        f"'{BabiRunConfig.model_fields['joint'].default}')",
+    )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")
     sst.add_argument(

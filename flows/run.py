@@ -33,8 +33,10 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     units = app.units(config)
     dataset.require(units)
     variants = {unit: app.setting_variants(config, unit, dataset) for unit in units}
+    joint = app.joint_settings(config, units, dataset)  # {unit: settings} of one model of all the units, or None
     seeds = config.seeds or [config.train.seed]
     runs = [(unit, seed, settings) for unit in units for seed in seeds for settings in variants[unit]]
+    runs += [(tuple(units), seed, joint) for seed in seeds] if joint else []
     trainings = concurrent_trainings(config.concurrency, len(runs), config.train.device, config.distributed)
     with _trainers(trainings) as trainers:
         futures = [
@@ -49,14 +51,16 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
         _fresh(train, path, **_train_parameters(app_name, dataset, run, config, data_root, 1))
         for run, path in zip(runs, paths)
     ]
-    # restarts and variants: keep, per unit, the best model (the paper: the lowest validation loss of its
-    # restarts; see TrainConfig.select_by)
-    checkpoints = {
-        u: best_checkpoint([p for (unit, _, _), p in zip(runs, paths) if unit == u], config.train.select_by)
-        for u in units
-    }
+    # restarts, variants and the joint model: keep, per unit, the best model (the paper: the lowest validation
+    # loss of its restarts; see TrainConfig.select_by)
+    candidates = {unit: [] for unit in units}
+    for (run_unit, _, _), path in zip(runs, paths):
+        for unit, checkpoint in path.items() if isinstance(path, dict) else [(run_unit, path)]:
+            candidates[unit].append(checkpoint)
+    checkpoints = {unit: best_checkpoint(candidates[unit], config.train.select_by) for unit in units}
     results = [evaluate(app_name, dataset, u, checkpoints[u]) for u in units]
-    digest = training_digest(app, dataset.digest, units, variants, config.model, config.train, seeds)
+    trained = {"variants": variants, "joint": joint} if joint else variants
+    digest = training_digest(app, dataset.digest, units, trained, config.model, config.train, seeds)
     document = report(app_name, config, dataset, results, digest)
     version = register(app_name, config, dataset, checkpoints, document)
     decision = promote_first(config.model_name, version.version, gate, config.tracking_uri) if version.created else None
@@ -102,7 +106,12 @@ def _trainers(trainings: int) -> Iterator[TaskRunner]:
 def _fresh(task, result, *args, **kwargs):
     """`result` of `task(*args, **kwargs)`, or the task run anew when `result` came from the cache and points at files
     removed since (Prefect's cache keys on the inputs and cannot know)."""
-    stored = storage.exists(result) if isinstance(result, str) else result.is_stored()
+    if isinstance(result, str):
+        stored = storage.exists(result)
+    elif isinstance(result, dict):  # a joint training's checkpoints
+        stored = all(storage.exists(path) for path in result.values())
+    else:
+        stored = result.is_stored()
     if stored:
         return result
     get_run_logger().warning("%s: the files of its cached result are gone; running it again", task.name)

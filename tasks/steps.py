@@ -26,7 +26,7 @@ from dmn.data.parquet import TokenisedData
 from dmn.distributed import launch
 from dmn.html_report import attention_examples, render_html
 from dmn.operations_config import Gate, PromotionConfig
-from dmn.pipeline import evaluate_unit, step_code, train_unit
+from dmn.pipeline import evaluate_unit, step_code, train_joint, train_unit
 from dmn.promotion import Decision, apply_promotion, champion_report, promote_if_first
 from dmn.registry import RegisteredVersion, register_run
 from dmn.report import build_report, report_markdown
@@ -81,8 +81,10 @@ def _train_run_name() -> str:
     """train-APPLICATION-UNIT-seed-SEED, and the settings variant where it is not the plain one."""
     parameters = task_run.parameters
     app = application(parameters["app_name"])
-    variant = app.variant_title(parameters["settings"])
-    name = f"train-{app.name}-{parameters['unit']}-seed-{parameters['seed']}"
+    unit, settings = parameters["unit"], parameters["settings"]
+    joint = isinstance(unit, tuple)  # one model of several units (flows/run.py)
+    variant = app.variant_title(settings[unit[0]] if joint else settings)
+    name = f"train-{app.name}-{'joint' if joint else unit}-seed-{parameters['seed']}"
     return f"{name} ({variant})" if variant else name
 
 
@@ -103,10 +105,11 @@ def train(
     data_root: str,
     distributed: DistributedConfig,
     trainings: int = 1,
-) -> str:
+) -> str | dict:
     """Train one DMN on one unit with one seed (data-parallel when asked); returns its checkpoint. `trainings`:
     how many run at once (flows/run.py: several run in processes of their own), each with its share of the
-    cores."""
+    cores. A tuple of units trains one model on all of them (`settings`: each unit's) and returns each unit's
+    checkpoint of it (dmn.pipeline.train_joint)."""
     app = application(app_name)
     logger = get_run_logger()
 
@@ -116,7 +119,7 @@ def train(
             level,
             "%s %s epoch %d: train loss %.4f, valid loss %.4f, valid accuracy %.3f",
             app.unit_title,
-            unit,
+            "joint " + ",".join(map(str, unit)) if isinstance(unit, tuple) else unit,
             record["epoch"],
             record["train_loss"],
             record["valid_loss"],
@@ -124,13 +127,15 @@ def train(
         )
 
     train = train.model_copy(update={"seed": seed})
-    args = (app, dataset, unit, settings, model, train, storage.join(data_root, "models"))
+    joint = isinstance(unit, tuple)
+    trainer = train_joint if joint else train_unit
+    args = (app, dataset, list(unit) if joint else unit, settings, model, train, storage.join(data_root, "models"))
     if distributed.distributed:  # workers are other processes: they log to their own stderr
-        path = launch(train_unit, args, distributed, train.device, trainings)
+        path = launch(trainer, args, distributed, train.device, trainings)
     else:
         if trainings > 1:
             share_cores(trainings)
-        path = train_unit(*args, progress=sys.stderr.isatty() and trainings == 1, on_epoch=log_epoch)
+        path = trainer(*args, progress=sys.stderr.isatty() and trainings == 1, on_epoch=log_epoch)
     logger.info("%s %s (seed %d, settings %s) trained: %s", app.unit_title, unit, seed, settings, path)
     return path
 

@@ -245,6 +245,40 @@ def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(
     assert ("renamed copies" in report_markdown(outcome["report"])) == (kept["settings"]["entity_copies"] > 0)
 
 
+def test_a_joint_model_of_the_tasks_competes_with_each_tasks_own_and_can_answer_them_all(
+    prefect_api, babi_en, tmp_path, monkeypatch
+):
+    """`joint="also"`: one more training, of tasks 1 and 4 together; per task, validation keeps the better of the
+    task's own model and the joint one, and the report says which. `joint="only"` then reuses that training from
+    the cache and registers it for both tasks."""
+    from dmn.checkpoint import load_checkpoint
+    from dmn.config import ModelConfig
+    from dmn.report import report_markdown
+
+    monkeypatch.chdir(tmp_path)  # MLflow writes a SQLite store's artifacts under the working directory
+    (tmp_path / "source").symlink_to(babi_en)
+    train = TrainConfig(max_epochs=2, patience=2, batch_size=32, select_by="valid_accuracy")
+    config = _config(tmp_path, babi_tasks=[1, 4], joint="also", model=ModelConfig(hidden_size=16), train=train)
+    state = babi_flow(config, return_state=True)
+    names = {name for name, _ in _task_runs(state) if name.startswith("train")}
+    assert names == {"train-babi-1-seed-0", "train-babi-4-seed-0", "train-babi-joint-seed-0 (joint)"}
+    models = tmp_path / "data" / "models"
+    for unit in state.result()["report"]["units"]:
+        metas = [load_checkpoint(path)[1] for path in models.rglob(f"babi_task_{unit['unit']}.pt")]
+        assert sorted(bool(meta["settings"].get("joint")) for meta in metas) == [False, True]
+        best = max(metas, key=lambda meta: (meta["best_valid_accuracy"], -meta["best_valid_loss"]))
+        assert unit["settings"] == best["settings"]
+    kept_joint = [bool(u["settings"].get("joint")) for u in state.result()["report"]["units"]]
+    assert ("joint" in report_markdown(state.result()["report"])) == any(kept_joint)
+
+    state = babi_flow(config.model_copy(update={"joint": "only"}), return_state=True)
+    runs = [(name, run_state) for name, run_state in _task_runs(state) if name.startswith("train")]
+    assert runs == [("train-babi-joint-seed-0 (joint)", "Cached")]
+    outcome = state.result()
+    assert [u["settings"]["joint"] for u in outcome["report"]["units"]] == [True, True]
+    assert outcome["version"].version == "2"
+
+
 def test_a_data_root_removed_behind_the_cache_is_written_anew(prefect_api, babi_en, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
     source = tmp_path / "source"

@@ -1,5 +1,7 @@
 """Training on real bAbI data: the model learns, the best weights are a copy, checkpoints round-trip."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -175,3 +177,41 @@ def test_concurrent_trainings_default_to_one_per_cpu_core_and_one_across_nodes(m
     assert concurrent_trainings(5, 33, "cpu", single) == 5 and concurrent_trainings(5, 2, "cpu", single) == 2
     with pytest.raises(ConfigError, match="--concurrency 2: with --nnodes > 1"):
         concurrent_trainings(2, 33, "cpu", DistributedConfig(nnodes=2))
+
+
+def test_a_joint_model_learns_several_tasks_and_is_saved_per_task_with_its_own_figures(tmp_path, babi_root):
+    """One model of tasks 1 and 4, each encoded with its own story cut, in one training set padded to the larger
+    stories; each task's checkpoint carries that task's settings and its validation figures alone."""
+    from dmn.data.batching import concat_examples
+    from dmn.pipeline import train_joint
+    from dmn.train import run_epoch, split_validation
+
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    settings = {1: CUT, 4: {"sentence_limit": 1}}  # task 4's stories are two sentences: cut to the last one
+    model_config, train_config = ModelConfig(hidden_size=32), TrainConfig(max_epochs=6, patience=6, batch_size=32)
+    paths = train_joint(BABI, dataset, [1, 4], settings, model_config, train_config, tmp_path / "models")
+    assert sorted(paths) == [1, 4] and paths[1] != paths[4]
+    (model, meta_1), (other, meta_4) = load_checkpoint(paths[1]), load_checkpoint(paths[4])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert (meta_1["unit"], meta_1["settings"], meta_4["unit"], meta_4["settings"]) == (1, CUT, 4, settings[4])
+    assert meta_1["history"] == meta_4["history"] and len(meta_1["history"]) == 6
+    assert {"kitchen", "north"} <= set(meta_1["trained_words"])  # words of task 1's and of task 4's stories
+    vocab = dataset.vocabulary()
+    valid = {}
+    for task in (1, 4):
+        _, rows = split_validation(dataset.read(task, "train"), train_config.valid_fraction)
+        valid[task] = BABI.encode(rows, vocab, settings[task], "class")
+        figures = run_epoch(model, valid[task], 50, "cpu")
+        meta = load_checkpoint(paths[task])[1]
+        assert (meta["best_valid_accuracy"], meta["best_valid_loss"]) == pytest.approx(
+            (figures["accuracy"], figures["loss"]), abs=1e-6
+        )
+    assert valid[1].story.shape[1] != valid[4].story.shape[1]  # different cuts: padding must not change answers
+    joined = run_epoch(model, concat_examples([valid[1], valid[4]]), 50, "cpu")
+    best = next(r for r in meta_1["history"] if r["epoch"] == meta_1["best_epoch"])
+    assert joined["accuracy"] == pytest.approx(best["valid_accuracy"], abs=1e-6)
+    assert joined["accuracy"] == pytest.approx((meta_1["best_valid_accuracy"] + meta_4["best_valid_accuracy"]) / 2)
+    assert evaluate_unit(BABI, dataset, 1, paths[1])["accuracy"] > 0.5  # chance is 1/6 on task 1
+    mtime = Path(paths[4]).stat().st_mtime
+    assert train_joint(BABI, dataset, [1, 4], settings, model_config, train_config, tmp_path / "models") == paths
+    assert Path(paths[4]).stat().st_mtime == mtime

@@ -78,6 +78,13 @@ class BabiRunConfig(RunConfig):
             raise ValueError("give distinct counts of 0 or more, as '4,0'")
         return value
 
+    joint: Literal["no", "also", "only"] = Field(
+        "no",
+        description="Joint training (Weston et al. 2015): one model trained on all the run's bAbI tasks together, "
+        "each task's stories with the renamed copies of its first `entity_copies` count. 'also': beside each task's "
+        "own models, validation choosing per task; 'only': that model answers every task; 'no': none. It needs two "
+        "tasks or more.",
+    )
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
         {3: 130},
@@ -162,11 +169,28 @@ def settings(config: BabiRunConfig, babi_task: int) -> dict:
 def variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
     """The settings of each model trained on this bAbI task: one per count of renamed copies, where its
     training stories have entities to rename (tasks of yes/no, counts or directions have none: one model)."""
+    if config.joint == "only" and len(config.babi_tasks) > 1:
+        return []  # the joint model alone (joint_variant)
     rows = dataset.read(babi_task, "train")
     copies = config.entity_copies or ([4, 0] if len(rows) <= SMALL_TRAINING_FILE else [0])
     if not renameable(rows):
         copies = [0]
     return [_variant(config, babi_task, count) for count in copies]
+
+
+def joint_variant(config: BabiRunConfig, babi_tasks: list[int], dataset: TokenisedData) -> dict | None:
+    """Each task's settings in the one model trained on them all (`joint`): its story cut, and the renamed
+    copies of its first variant (bAbI 1k: 4 where it has entities to rename); None when not asked."""
+    if config.joint == "no" or len(babi_tasks) < 2:
+        return None
+    first = {task: variants(config.model_copy(update={"joint": "no"}), task, dataset)[0] for task in babi_tasks}
+    return {task: {**settings, "joint": True} for task, settings in first.items()}
+
+
+def variant_name(settings: dict) -> str:
+    """The variant in words: "joint, 4 renamed copies", "4 renamed copies", "joint" or "" (the plain model)."""
+    copies = settings.get("entity_copies")
+    return ", ".join(["joint"] * bool(settings.get("joint")) + ([f"{copies} renamed copies"] if copies else []))
 
 
 def _variant(config: BabiRunConfig, babi_task: int, copies: int) -> dict:
@@ -275,7 +299,6 @@ APPLICATION = Application(
     lengthen=lambda rows, settings, seed: lengthen_stories(rows, settings["sentence_limit"], seed),
     augment=lambda rows, settings, seed: rename_entities(rows, settings.get("entity_copies", 0), seed),
     variants=variants,
-    variant_name=lambda settings: (
-        f"{settings['entity_copies']} renamed copies" if settings.get("entity_copies") else ""
-    ),
+    variant_name=variant_name,
+    joint_variant=joint_variant,
 )

@@ -136,6 +136,9 @@ class Application:
     variants: Callable[[RunConfig, Any, TokenisedData], list[dict]] | None = None
     # a variant's settings -> how the report and the task runs name it ("" for the plain one)
     variant_name: Callable[[dict], str] | None = None
+    # (config, units, tokenised data) -> {unit: settings} of one model trained on all the units together, a
+    # candidate for each beside its own models (bAbI's `joint`); None: no such model
+    joint_variant: Callable[[RunConfig, list, TokenisedData], dict | None] | None = None
 
     def __reduce__(self):
         """Pickled as its name (spawned training workers look it up again), so its functions need not pickle.
@@ -147,6 +150,10 @@ class Application:
     def setting_variants(self, config: RunConfig, unit, dataset: TokenisedData) -> list[dict]:
         """The settings each unit is trained with (several: a model each, the best on validation kept)."""
         return self.variants(config, unit, dataset) if self.variants is not None else [self.settings(config, unit)]
+
+    def joint_settings(self, config: RunConfig, units: list, dataset: TokenisedData) -> dict | None:
+        """{unit: settings} of the one model `config` asks to train on all its units together, or None."""
+        return self.joint_variant(config, units, dataset) if self.joint_variant is not None else None
 
     def variant_title(self, settings: dict) -> str:
         """How the report and the task runs name the variant trained with `settings` ("" for the plain one)."""

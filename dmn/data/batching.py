@@ -47,6 +47,26 @@ class Examples:
         return (self.story != 0).any(-1).sum(-1)
 
 
+# what pads each field of Examples when sets of different sizes are joined (concat_examples)
+FILL = {"story": 0, "question": 0, "target": IGNORE, "supporting": -1}
+
+
+def concat_examples(parts: list[Examples]) -> Examples:
+    """Several example sets (of different stories' shapes: bAbI tasks encoded with their own cuts) -> one, each
+    field padded to the largest size of every dimension with its padding value (FILL), so that the masks read
+    from the ids stay those of each set."""
+    joined = []
+    for field in fields(Examples):
+        tensors = [getattr(part, field.name) for part in parts]
+        sizes = [max(t.size(d) for t in tensors) for d in range(1, tensors[0].dim())]
+        padded = []
+        for t in tensors:
+            pad = [amount for d in reversed(range(1, t.dim())) for amount in (0, sizes[d - 1] - t.size(d))]
+            padded.append(torch.nn.functional.pad(t, pad, value=FILL[field.name]))
+        joined.append(torch.cat(padded))
+    return Examples(*joined)
+
+
 @dataclass
 class Batch:
     story: torch.Tensor  # (B, S, W)
