@@ -4,7 +4,8 @@
     python bench/babi_table.py --check    # exit 1 when README.md's table differs from what the files give
 
 The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`,
-the same with `--supervise-gates` (`--name babi-1k-supervised`, the attention trained on the supporting facts)
+the same with `--joint only` (`--name babi-1k-joint`, one model of the 20 tasks) and with `--supervise-gates`
+(`--name babi-1k-supervised`, the attention trained on the supporting facts)
 and `python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its
 file is left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
 """
@@ -22,6 +23,7 @@ BEGIN, END = "<!-- babi-table:begin (bench/babi_table.py writes this) -->", "<!-
 # results file (results/NAME.json) -> its column's heading
 RUNS = {
     "babi-1k": "1k",
+    "babi-1k-joint": "1k, joint",
     "babi-1k-supervised": "1k, gates supervised",
     "babi-10k": "10k",
     "babi-10k-l2-0": "10k, no L2",

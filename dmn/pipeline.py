@@ -24,7 +24,7 @@ from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
 from dmn.evaluate import evaluate
 from dmn.models import ModelSizes, build_model
-from dmn.train import resolve_device, run_epoch, selection_key, split_validation, train_dmn, world
+from dmn.train import TrainResult, resolve_device, run_epoch, selection_key, split_validation, train_dmn, world
 from dmn.version import code_digest, digest_of
 
 
@@ -75,33 +75,12 @@ def train_unit(
     if storage.exists(path):
         return path
     vocab = dataset.vocabulary()
-    sizes = ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
     train_data, valid_data = _unit_examples(app, dataset, unit, settings, model_config, train_config)
     progress_path = storage.join(folder, f"{app.unit_name}_{unit}.progress.pt")  # resumes a killed run
-    result = train_dmn(
-        train_data,
-        valid_data,
-        model_config,
-        train_config,
-        sizes,
-        progress=progress,
-        on_epoch=on_epoch,
-        progress_path=progress_path,
-        word_vectors=_word_vectors(model_config, vocab),
-    )
+    result = _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch)
     if world()[0] != 0:
         return path
-    save_checkpoint(
-        path,
-        result,
-        model_config,
-        train_config,
-        sizes=sizes,
-        application=app.name,
-        unit=unit,
-        settings=settings,
-        trained_words=trained_words(train_data, vocab),
-    )
+    _save(path, result, app, vocab, model_config, train_config, unit, settings, trained_words(train_data, vocab))
     storage.delete(progress_path)
     return path
 
@@ -130,42 +109,56 @@ def train_joint(
     if all(storage.exists(path) for path in paths.values()):
         return paths
     vocab = dataset.vocabulary()
-    sizes = ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
     examples = {u: _unit_examples(app, dataset, u, settings[u], model_config, train_config) for u in units}
     train_data = concat_examples([train for train, _ in examples.values()])
+    valid_data = concat_examples([valid for _, valid in examples.values()])
     progress_path = storage.join(folder, "joint.progress.pt")  # resumes a killed run
-    result = train_dmn(
-        train_data,
-        concat_examples([valid for _, valid in examples.values()]),
-        model_config,
-        train_config,
-        sizes,
-        progress=progress,
-        on_epoch=on_epoch,
-        progress_path=progress_path,
-        word_vectors=_word_vectors(model_config, vocab),
-    )
+    result = _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch)
     if world()[0] != 0:
         return paths
-    model = build_model(model_config, sizes)
+    model = build_model(model_config, _sizes(vocab, model_config))
     model.load_state_dict(result.state_dict)
     words = trained_words(train_data, vocab)
     for unit, (_, valid) in examples.items():
-        unit_valid = run_epoch(model, valid, train_config.batch_size, "cpu")
-        unit_result = replace(result, best_valid_loss=unit_valid["loss"], best_valid_accuracy=unit_valid["accuracy"])
-        save_checkpoint(
-            paths[unit],
-            unit_result,
-            model_config,
-            train_config,
-            sizes=sizes,
-            application=app.name,
-            unit=unit,
-            settings=settings[unit],
-            trained_words=words,
-        )
+        figures = run_epoch(model, valid, train_config.batch_size, "cpu")  # the unit's validation alone
+        unit_result = replace(result, best_valid_loss=figures["loss"], best_valid_accuracy=figures["accuracy"])
+        _save(paths[unit], unit_result, app, vocab, model_config, train_config, unit, settings[unit], words)
     storage.delete(progress_path)
     return paths
+
+
+def _sizes(vocab: Vocabulary, model_config: ModelConfig) -> ModelSizes:
+    return ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
+
+
+def _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch) -> TrainResult:
+    """train_dmn on the run's vocabulary (GloVe vectors where the model asks for them)."""
+    vectors = glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None
+    return train_dmn(
+        train_data,
+        valid_data,
+        model_config,
+        train_config,
+        _sizes(vocab, model_config),
+        progress=progress,
+        on_epoch=on_epoch,
+        progress_path=progress_path,
+        word_vectors=vectors,
+    )
+
+
+def _save(path, result, app, vocab, model_config, train_config, unit, settings, words) -> None:
+    save_checkpoint(
+        path,
+        result,
+        model_config,
+        train_config,
+        sizes=_sizes(vocab, model_config),
+        application=app.name,
+        unit=unit,
+        settings=settings,
+        trained_words=words,
+    )
 
 
 def _unit_examples(
@@ -185,10 +178,6 @@ def _unit_examples(
     if app.augment is not None:
         train_rows = app.augment(train_rows, settings, train_config.seed)
     return app.encode(train_rows, vocab, settings, kind), app.encode(valid_rows, vocab, settings, kind)
-
-
-def _word_vectors(model_config: ModelConfig, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor] | None:
-    return glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None
 
 
 def trained_words(data: Examples, vocab: Vocabulary) -> list[str]:
