@@ -82,8 +82,8 @@ def _train_run_name() -> str:
     parameters = task_run.parameters
     app = application(parameters["app_name"])
     unit, settings = parameters["unit"], parameters["settings"]
-    joint = isinstance(unit, tuple)  # one model of several units (flows/run.py)
-    variant = app.variant_title(settings[unit[0]] if joint else settings)
+    joint = isinstance(unit, tuple)  # one model of several units (flows/run.py), their settings each their own
+    variant = "joint" if joint else app.variant_title(settings)
     name = f"train-{app.name}-{'joint' if joint else unit}-seed-{parameters['seed']}"
     return f"{name} ({variant})" if variant else name
 
