@@ -24,6 +24,7 @@ BEGIN, END = "<!-- babi-table:begin (bench/babi_table.py writes this) -->", "<!-
 RUNS = {
     "babi-1k": "1k",
     "babi-1k-joint": "1k, joint",
+    "babi-1k-joint-copies-2": "1k, joint, 2 renamed copies",
     "babi-1k-supervised": "1k, gates supervised",
     "babi-10k": "10k",
     "babi-10k-l2-0": "10k, no L2",
