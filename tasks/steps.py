@@ -112,6 +112,7 @@ def train(
     checkpoint of it (dmn.pipeline.train_joint)."""
     app = application(app_name)
     logger = get_run_logger()
+    joint = isinstance(unit, tuple)  # one model of several units (flows/run.py)
 
     def log_epoch(record: dict) -> None:
         level = logging.INFO if record["epoch"] % 10 == 0 else logging.DEBUG
@@ -119,7 +120,7 @@ def train(
             level,
             "%s %s epoch %d: train loss %.4f, valid loss %.4f, valid accuracy %.3f",
             app.unit_title,
-            "joint " + ",".join(map(str, unit)) if isinstance(unit, tuple) else unit,
+            "joint " + ",".join(map(str, unit)) if joint else unit,
             record["epoch"],
             record["train_loss"],
             record["valid_loss"],
@@ -127,7 +128,6 @@ def train(
         )
 
     train = train.model_copy(update={"seed": seed})
-    joint = isinstance(unit, tuple)
     trainer = train_joint if joint else train_unit
     args = (app, dataset, list(unit) if joint else unit, settings, model, train, storage.join(data_root, "models"))
     if distributed.distributed:  # workers are other processes: they log to their own stderr

@@ -167,10 +167,16 @@ def settings(config: BabiRunConfig, babi_task: int) -> dict:
 
 
 def variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
-    """The settings of each model trained on this bAbI task: one per count of renamed copies, where its
-    training stories have entities to rename (tasks of yes/no, counts or directions have none: one model)."""
+    """The settings of each model trained on this bAbI task alone: none where the joint model alone answers
+    (`joint="only"`, two tasks or more), else `_own_variants`."""
     if config.joint == "only" and len(config.babi_tasks) > 1:
-        return []  # the joint model alone (joint_variant)
+        return []
+    return _own_variants(config, babi_task, dataset)
+
+
+def _own_variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
+    """One per count of renamed copies, where the task's training stories have entities to rename (tasks of
+    yes/no, counts or directions have none: one model)."""
     rows = dataset.read(babi_task, "train")
     copies = config.entity_copies or ([4, 0] if len(rows) <= SMALL_TRAINING_FILE else [0])
     if not renameable(rows):
@@ -183,8 +189,7 @@ def joint_variant(config: BabiRunConfig, babi_tasks: list[int], dataset: Tokenis
     copies of its first variant (bAbI 1k: 4 where it has entities to rename); None when not asked."""
     if config.joint == "no" or len(babi_tasks) < 2:
         return None
-    first = {task: variants(config.model_copy(update={"joint": "no"}), task, dataset)[0] for task in babi_tasks}
-    return {task: {**settings, "joint": True} for task, settings in first.items()}
+    return {task: {**_own_variants(config, task, dataset)[0], "joint": True} for task in babi_tasks}
 
 
 def variant_name(settings: dict) -> str:
