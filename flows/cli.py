@@ -207,8 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["no", "also", "only"],
         default=None,
         help="one model trained on all the run's tasks together: 'also' beside each task's own models, validation "
-        "choosing per task; 'only' that model for every task; 'no' none (default "
-        f"'{BabiRunConfig.model_fields['joint'].default}')",
+        "choosing per task; 'only' that model for every task; 'no' none, a model per task (default 'only' at 1k, "
+        "'no' at 10k)",
+    )
+    babi.add_argument(
+        "--joint-entity-copies",
+        type=int,
+        default=None,
+        help="renamed copies of each training story in the joint model (default 2 for a training file of up to 2,000 "
+        "questions, 0 for a larger one)",
     )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")

@@ -141,6 +141,7 @@ def flow_config(tmp: Path, **overrides):
         model=ModelConfig(hidden_size=32),
         train=TrainConfig(max_epochs=15, patience=15, batch_size=32, seed=3),
         entity_copies=[0],  # one model per task (tests/test_flow.py trains the default's two variants)
+        joint="no",  # and no joint model of several tasks (tests/test_flow.py trains one)
     )
     values.update(overrides)
     return BabiRunConfig(**values)

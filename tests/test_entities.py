@@ -51,6 +51,25 @@ def test_lists_are_not_copied_and_renamed_copies_are_the_1k_default(tmp_path, ba
     assert counts(BabiRunConfig(), 6) == [0]  # yes / no: nothing to rename, one model
 
 
+def test_at_1k_the_tasks_of_a_run_train_one_joint_model_with_2_renamed_copies_by_default(tmp_path, babi_root):
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    tasks = [3, 6, 8]
+    config = BabiRunConfig(babi_tasks=tasks)
+    assert [BABI.setting_variants(config, task, dataset) for task in tasks] == [[], [], []]  # no model of its own
+    joint = BABI.joint_settings(config, tasks, dataset)
+    assert {task: (s["entity_copies"], s["sentence_limit"], s["joint"]) for task, s in joint.items()} == {
+        3: (2, 130, True),
+        6: (0, 70, True),  # yes / no: nothing to rename
+        8: (2, 70, True),
+    }
+    given = BabiRunConfig(babi_tasks=tasks, joint_entity_copies=1, joint="also")
+    assert [s["entity_copies"] for s in BABI.joint_settings(given, tasks, dataset).values()] == [1, 0, 1]
+    assert [len(BABI.setting_variants(given, task, dataset)) for task in tasks] == [2, 1, 2]
+    assert BABI.joint_settings(BabiRunConfig(babi_tasks=tasks, joint="no"), tasks, dataset) is None
+    assert BABI.joint_settings(BabiRunConfig(babi_tasks=[8]), [8], dataset) is None  # one task: its own models
+    assert BABI.setting_variants(BabiRunConfig(babi_tasks=[8]), 8, dataset)
+
+
 def test_the_default_copies_follow_the_size_of_each_training_file(tmp_path, babi_en):
     """At 10k, a task read from its 10k file trains on its stories as they are; a task whose 10k training file
     is missing is read from its 1k file and gets the 1k default, renamed copies and the stories as they are."""
@@ -68,6 +87,9 @@ def test_the_default_copies_follow_the_size_of_each_training_file(tmp_path, babi
     assert len(dataset.read(8, "train")) == 3_000
     assert [s["entity_copies"] for s in BABI.setting_variants(config, 8, dataset)] == [0]
     assert [s["entity_copies"] for s in BABI.setting_variants(config, 2, dataset)] == [4, 0]
+    assert BABI.joint_settings(config.model_copy(update={"babi_tasks": [2, 8]}), [2, 8], dataset) is None
+    joint = BABI.joint_settings(config.model_copy(update={"babi_tasks": [2, 8], "joint": "only"}), [2, 8], dataset)
+    assert {task: s["entity_copies"] for task, s in joint.items()} == {2: 2, 8: 0}  # by each file's size
 
 
 def test_every_renamed_answer_is_one_of_the_data_answers_in_every_task(tmp_path, babi_root):
