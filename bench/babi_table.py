@@ -3,11 +3,13 @@
     python bench/babi_table.py            # rewrite the table in README.md from results/babi-*.json
     python bench/babi_table.py --check    # exit 1 when README.md's table differs from what the files give
 
-The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`,
-the same with `--joint only` (`--name babi-1k-joint`, one model of the 20 tasks) and with `--supervise-gates`
-(`--name babi-1k-supervised`, the attention trained on the supporting facts)
-and `python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its
-file is left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
+The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all` (the
+default: at 1k, one joint model of the 20 tasks), the same with `--joint no` (`--name babi-1k-per-task`, a model
+per task, the papers' protocol), with `--seeds 0,1` (`--name babi-1k-joint-seeds-2`, two joint models, validation
+choosing per task), with `--joint-entity-copies 4` (`--name babi-1k-joint`) and with `--joint no
+--supervise-gates` (`--name babi-1k-supervised`, the attention trained on the supporting facts), and
+`python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its file is
+left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- babi-table:begin (bench/babi_table.py writes this) -->", "<!-- babi-table:end -->"
 # results file (results/NAME.json) -> its column's heading
 RUNS = {
-    "babi-1k": "1k",
-    "babi-1k-joint": "1k, joint",
-    "babi-1k-joint-copies-2": "1k, joint, 2 renamed copies",
-    "babi-1k-supervised": "1k, gates supervised",
+    "babi-1k": "1k (default: joint, 2 renamed copies)",
+    "babi-1k-per-task": "1k, a model per task",
+    "babi-1k-joint-seeds-2": "1k, joint, 2 seeds",
+    "babi-1k-joint": "1k, joint, 4 renamed copies",
+    "babi-1k-supervised": "1k, a model per task, gates supervised",
     "babi-10k": "10k",
     "babi-10k-l2-0": "10k, no L2",
     "babi-10k-l2-1e-4": "10k, L2 1e-4, patience 60",

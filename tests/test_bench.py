@@ -48,7 +48,7 @@ def test_the_table_has_every_task_the_mean_error_and_the_failed_tasks():
     assert "**2.5 %; 1** (3) | **0.0 %; 0** (none)" in text
     assert "`python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`, 10.0 min" in text
     assert "--name babi-1k-supervised -- run babi --babi-tasks all --supervise-gates`" in text
-    assert "1k, gates supervised: test accuracy" in text.splitlines()[0]
+    assert "1k, a model per task, gates supervised: test accuracy" in text.splitlines()[0]
     assert "10k:" not in text.splitlines()[0]  # no column for a run without its file
 
 

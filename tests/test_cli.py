@@ -26,6 +26,13 @@ def test_unknown_babi_task_id_is_refused_by_name(value):
     assert "--babi-tasks" in done.stderr and "valid ids are 1-20" in done.stderr
 
 
+def test_a_negative_count_of_renamed_copies_is_refused_by_name(tmp_path):
+    done = dmn("run", "babi", "--babi-tasks", "all", "--joint-entity-copies", "-1", "--data-root", tmp_path / "data")
+    assert done.returncode == 2
+    assert "joint_entity_copies" in done.stderr and "greater than or equal to 0" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "data").exists()
+
+
 def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root, tmp_path):
     done = dmn(
         "run",
