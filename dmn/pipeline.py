@@ -102,7 +102,8 @@ def train_joint(
 
     Returns {unit: checkpoint}: the one model saved once per unit, with that unit's settings and its validation
     loss and accuracy on that unit alone, so that `best_checkpoint` weighs it against the unit's own models on the
-    unit's figures. Existing checkpoints are reused."""
+    unit's figures. A unit whose settings ask for its `own_epoch` keeps the weights of the epoch best on its own
+    validation examples instead of the epoch best on all of them. Existing checkpoints are reused."""
     key = training_digest(app, dataset.digest, units, settings, model_config, train_config)
     folder = storage.join(models_root, f"{app.name}-joint-{key[:16]}")
     paths = {unit: storage.join(folder, f"{app.unit_name}_{unit}.pt") for unit in units}
@@ -113,15 +114,20 @@ def train_joint(
     train_data = concat_examples([train for train, _ in examples.values()])
     valid_data = concat_examples([valid for _, valid in examples.values()])
     progress_path = storage.join(folder, "joint.progress.pt")  # resumes a killed run
-    result = _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch)
+    own = [unit for unit in units if settings[unit].get("own_epoch")]  # units keeping their own best epoch
+    parts = {unit: examples[unit][1] for unit in own}
+    result = _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch, parts)
     if world()[0] != 0:
         return paths
     model = build_model(model_config, _sizes(vocab, model_config))
     model.load_state_dict(result.state_dict)
     words = trained_words(train_data, vocab)
     for unit, (_, valid) in examples.items():
-        figures = run_epoch(model, valid, train_config.batch_size, "cpu")  # the unit's validation alone
-        unit_result = replace(result, best_valid_loss=figures["loss"], best_valid_accuracy=figures["accuracy"])
+        if unit in parts:  # the epoch best on this unit's validation alone, its weights and figures
+            unit_result = replace(result.part_best[unit], history=result.history, seconds=result.seconds)
+        else:  # the epoch best on all the units' validation, with its figures on this unit alone
+            figures = run_epoch(model, valid, train_config.batch_size, "cpu")
+            unit_result = replace(result, best_valid_loss=figures["loss"], best_valid_accuracy=figures["accuracy"])
         _save(paths[unit], unit_result, app, vocab, model_config, train_config, unit, settings[unit], words)
     storage.delete(progress_path)
     return paths
@@ -131,7 +137,9 @@ def _sizes(vocab: Vocabulary, model_config: ModelConfig) -> ModelSizes:
     return ModelSizes(len(vocab.words), vocab.answer_size(model_config.answer_kind))
 
 
-def _fit(train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch) -> TrainResult:
+def _fit(
+    train_data, valid_data, vocab, model_config, train_config, progress_path, progress, on_epoch, valid_parts=None
+) -> TrainResult:
     """train_dmn on the run's vocabulary (GloVe vectors where the model asks for them)."""
     vectors = glove_vectors(vocab.words) if model_config.word_vectors == "glove-6b-50d" else None
     return train_dmn(
@@ -144,6 +152,7 @@ def _fit(train_data, valid_data, vocab, model_config, train_config, progress_pat
         on_epoch=on_epoch,
         progress_path=progress_path,
         word_vectors=vectors,
+        valid_parts=valid_parts,
     )
 
 

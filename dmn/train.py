@@ -38,7 +38,7 @@ from dmn.data.batching import IGNORE, Batch, Examples, make_batch
 from dmn.errors import ConfigError, DataError
 from dmn.models import ModelOutput, ModelSizes, build_model
 
-PROGRESS_FORMAT = "dmn-progress/3"
+PROGRESS_FORMAT = "dmn-progress/4"
 
 
 @dataclass
@@ -49,6 +49,8 @@ class TrainResult:
     best_valid_accuracy: float
     history: list[dict] = field(default_factory=list)  # one dict of metrics per epoch
     seconds: float = 0.0
+    # of a joint model (train_dmn's `valid_parts`): {part: the best epoch on that part's validation alone}
+    part_best: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -196,12 +198,15 @@ def train_dmn(
     on_epoch: Callable[[dict], None] | None = None,
     progress_path: str | Path | None = None,
     word_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    valid_parts: dict | None = None,
 ) -> TrainResult:
     """Train until no epoch has been better (`select_by`) for `patience` epochs, or until the validation accuracy
     reaches `target_valid_accuracy`; keep the best epoch's weights.
 
     `word_vectors`: (V, D) pre-trained vectors and a (V,) bool of the words they hold, copied into the first D
-    dimensions of those words' embeddings before training."""
+    dimensions of those words' embeddings before training.
+    `valid_parts`: {part: Examples}, the validation examples of each unit a joint model learns (`valid` holds them
+    all): every epoch also scores each part alone, and `part_best` keeps each part's best epoch and weights."""
     rank, world_size = world()
     if train_config.batch_size % world_size:
         raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {world_size} processes")
@@ -218,6 +223,7 @@ def train_dmn(
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_valid_accuracy": 0.0}
     state["best_state"] = None
+    state["part_best"] = {}
     if progress_path is not None and storage.exists(progress_path):
         state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
@@ -268,6 +274,13 @@ def train_dmn(
             state.update(best_epoch=epoch, best_valid_loss=record["valid_loss"])
             state["best_valid_accuracy"] = record["valid_accuracy"]
             state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        for part, examples in (valid_parts or {}).items():
+            figures = run_epoch(model, examples, train_config.batch_size, device, supervise_gates=supervise)
+            best = state["part_best"].get(part)
+            key = selection_key(train_config.select_by, figures["loss"], figures["accuracy"])
+            if best is None or key < selection_key(train_config.select_by, best["loss"], best["accuracy"]):
+                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                state["part_best"][part] = {"epoch": epoch, **figures, "state": weights}
         if progress_path is not None:
             _save_progress(progress_path, state, model, optimizer, model_config, train_config, rank, world_size)
         epochs.set_postfix(valid_loss=f"{record['valid_loss']:.3f}", valid_acc=f"{record['valid_accuracy']:.3f}")
@@ -282,6 +295,7 @@ def train_dmn(
         state["best_valid_accuracy"],
         state["history"],
         time.perf_counter() - started,
+        {part: TrainResult(b["state"], b["epoch"], b["loss"], b["accuracy"]) for part, b in state["part_best"].items()},
     )
 
 
@@ -337,5 +351,5 @@ def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
         device_state = payload["device_rng_states"][rank]
         if device_state is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(device_state)
-    keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_valid_accuracy", "best_state")
+    keys = ("epoch", "history", "best_epoch", "best_valid_loss", "best_valid_accuracy", "best_state", "part_best")
     return {key: payload[key] for key in keys}

@@ -217,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="renamed copies of each training story in the joint model (default 2 for a training file of up to 2,000 "
         "questions, 0 for a larger one)",
     )
+    babi.add_argument(
+        "--joint-epochs",
+        choices=["shared", "each_task"],
+        default=None,
+        help="the epoch of the joint model each task keeps: 'shared' the best on all the tasks' validation questions "
+        "(default), 'each_task' the best on that task's own",
+    )
     _add_run_options(babi, BabiRunConfig, "bAbI task")
     sst = apps.add_parser("sst", help="sentiment (SST): ingest -> tokenise -> train -> evaluate -> register")
     sst.add_argument(

@@ -62,8 +62,10 @@ def test_at_1k_the_tasks_of_a_run_train_one_joint_model_with_2_renamed_copies_by
         6: (0, 70, True),  # yes / no: nothing to rename
         8: (2, 70, True),
     }
-    given = BabiRunConfig(babi_tasks=tasks, joint_entity_copies=1, joint="also")
+    assert not any("own_epoch" in s for s in joint.values())  # the shared epoch: one model for all
+    given = BabiRunConfig(babi_tasks=tasks, joint_entity_copies=1, joint="also", joint_epochs="each_task")
     assert [s["entity_copies"] for s in BABI.joint_settings(given, tasks, dataset).values()] == [1, 0, 1]
+    assert all(s["own_epoch"] for s in BABI.joint_settings(given, tasks, dataset).values())
     assert [len(BABI.setting_variants(given, task, dataset)) for task in tasks] == [2, 1, 2]
     assert BABI.joint_settings(BabiRunConfig(babi_tasks=tasks, joint="no"), tasks, dataset) is None
     assert BABI.joint_settings(BabiRunConfig(babi_tasks=[8]), [8], dataset) is None  # one task: its own models

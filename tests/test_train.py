@@ -184,7 +184,7 @@ def test_a_joint_model_learns_several_tasks_and_is_saved_per_task_with_its_own_f
     stories; each task's checkpoint carries that task's settings and its validation figures alone."""
     from dmn.data.batching import concat_examples
     from dmn.pipeline import train_joint
-    from dmn.train import run_epoch, split_validation
+    from dmn.train import run_epoch, selection_key, split_validation
 
     dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     settings = {1: CUT, 4: {"sentence_limit": 1}}  # task 4's stories are two sentences: cut to the last one
@@ -215,3 +215,20 @@ def test_a_joint_model_learns_several_tasks_and_is_saved_per_task_with_its_own_f
     mtime = Path(paths[4]).stat().st_mtime
     assert train_joint(BABI, dataset, [1, 4], settings, model_config, train_config, tmp_path / "models") == paths
     assert Path(paths[4]).stat().st_mtime == mtime
+
+    # each task keeping its own best epoch: the same training (validation draws nothing at random), so each task's
+    # figures are at least those of the shared epoch, and they are its checkpoint's on its validation examples
+    own = {task: {**settings[task], "own_epoch": True} for task in (1, 4)}
+    own_paths = train_joint(BABI, dataset, [1, 4], own, model_config, train_config, tmp_path / "models")
+    for task, shared in ((1, meta_1), (4, meta_4)):
+        model, meta = load_checkpoint(own_paths[task])
+        figures_by_epoch = [{k: v for k, v in r.items() if k != "train_seconds"} for r in meta["history"]]
+        assert figures_by_epoch == [{k: v for k, v in r.items() if k != "train_seconds"} for r in shared["history"]]
+        assert meta["settings"] == own[task]
+        assert selection_key("valid_accuracy", meta["best_valid_loss"], meta["best_valid_accuracy"]) <= selection_key(
+            "valid_accuracy", shared["best_valid_loss"], shared["best_valid_accuracy"]
+        )
+        figures = run_epoch(model, valid[task], 50, "cpu")
+        assert (meta["best_valid_accuracy"], meta["best_valid_loss"]) == pytest.approx(
+            (figures["accuracy"], figures["loss"]), abs=1e-6
+        )

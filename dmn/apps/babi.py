@@ -93,6 +93,12 @@ class BabiRunConfig(RunConfig):
         "entities to rename (as `entity_copies`). None: 2 for a training file of up to 2,000 questions (with 4, the "
         "20 tasks at 1k took 28.4 min against 16.7 and were no better: 15.6 % against 15.4 %), 0 for a larger one.",
     )
+    joint_epochs: Literal["shared", "each_task"] = Field(
+        "shared",
+        description="The epoch of the joint model each task keeps: 'shared', the best on the validation questions "
+        "of all the tasks (one model answers them all); 'each_task', the best on that task's own (a copy of the "
+        "weights per task, each of the epoch its task did best; the training validates each task every epoch).",
+    )
     max_sentences: int = Field(70, ge=1, description="Stories are cut to their last N sentences (DMN+ paper).")
     max_sentences_by_task: dict[int, int] = Field(
         {3: 130},
@@ -196,12 +202,14 @@ def _own_variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData)
 
 
 def joint_variant(config: BabiRunConfig, babi_tasks: list[int], dataset: TokenisedData) -> dict | None:
-    """Each task's settings in the one model trained on them all (`joint`): its story cut, and
-    `joint_entity_copies` renamed copies where it has entities to rename (bAbI 1k: 2); None when not asked."""
+    """Each task's settings in the one model trained on them all (`joint`): its story cut,
+    `joint_entity_copies` renamed copies where it has entities to rename (bAbI 1k: 2), and whether it keeps its
+    own best epoch (`joint_epochs`); None when not asked."""
     if joint_mode(config) == "no" or len(babi_tasks) < 2:
         return None
     copies = {task: _joint_copies(config, task, dataset) for task in babi_tasks}
-    return {task: {**_variant(config, task, copies[task]), "joint": True} for task in babi_tasks}
+    own_epoch = {"own_epoch": True} if config.joint_epochs == "each_task" else {}
+    return {task: {**_variant(config, task, copies[task]), "joint": True, **own_epoch} for task in babi_tasks}
 
 
 def _joint_copies(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> int:
