@@ -27,6 +27,7 @@ RUNS = {
     "babi-1k": "1k (default: joint, 2 renamed copies)",
     "babi-1k-per-task": "1k, a model per task",
     "babi-1k-joint-seeds-2": "1k, joint, 2 seeds",
+    "babi-1k-joint-each-task-epochs": "1k, joint, each task's epoch",
     "babi-1k-joint": "1k, joint, 4 renamed copies",
     "babi-1k-supervised": "1k, a model per task, gates supervised",
     "babi-10k": "10k",
