@@ -273,14 +273,13 @@ def train_dmn(
         ):
             state.update(best_epoch=epoch, best_valid_loss=record["valid_loss"])
             state["best_valid_accuracy"] = record["valid_accuracy"]
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            state["best_state"] = _weights(model)
         for part, examples in (valid_parts or {}).items():
             figures = run_epoch(model, examples, train_config.batch_size, device, supervise_gates=supervise)
             best = state["part_best"].get(part)
             key = selection_key(train_config.select_by, figures["loss"], figures["accuracy"])
             if best is None or key < selection_key(train_config.select_by, best["loss"], best["accuracy"]):
-                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                state["part_best"][part] = {"epoch": epoch, **figures, "state": weights}
+                state["part_best"][part] = {"epoch": epoch, **figures, "state": _weights(model)}
         if progress_path is not None:
             _save_progress(progress_path, state, model, optimizer, model_config, train_config, rank, world_size)
         epochs.set_postfix(valid_loss=f"{record['valid_loss']:.3f}", valid_acc=f"{record['valid_accuracy']:.3f}")
@@ -297,6 +296,11 @@ def train_dmn(
         time.perf_counter() - started,
         {part: TrainResult(b["state"], b["epoch"], b["loss"], b["accuracy"]) for part, b in state["part_best"].items()},
     )
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU, apart from the live ones that training goes on changing."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _reached_target(state: dict, config: TrainConfig) -> bool:

@@ -183,12 +183,12 @@ def settings(config: BabiRunConfig, babi_task: int) -> dict:
 def variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData) -> list[dict]:
     """The settings of each model trained on this bAbI task alone: none where the joint model alone answers
     (`joint="only"`, two tasks or more), else `_own_variants`."""
-    if joint_mode(config) == "only" and len(config.babi_tasks) > 1:
+    if _joint_mode(config) == "only" and len(config.babi_tasks) > 1:
         return []
     return _own_variants(config, babi_task, dataset)
 
 
-def joint_mode(config: BabiRunConfig) -> str:
+def _joint_mode(config: BabiRunConfig) -> str:
     """`joint` with its default resolved: 'only' at 1k, 'no' at 10k."""
     return config.joint or ("only" if config.size == "1k" else "no")
 
@@ -197,15 +197,20 @@ def _own_variants(config: BabiRunConfig, babi_task: int, dataset: TokenisedData)
     """One per count of renamed copies, where the task's training stories have entities to rename (tasks of
     yes/no, counts or directions have none: one model)."""
     rows = dataset.read(babi_task, "train")
-    copies = config.entity_copies or ([4, 0] if len(rows) <= SMALL_TRAINING_FILE else [0])
+    copies = config.entity_copies or ([4, 0] if _small(rows) else [0])
     return [_variant(config, babi_task, count) for count in (copies if renameable(rows) else [0])]
+
+
+def _small(rows: list[dict]) -> bool:
+    """A training file small enough to overfit (bAbI 1k's), whose stories get renamed copies by default."""
+    return len(rows) <= SMALL_TRAINING_FILE
 
 
 def joint_variant(config: BabiRunConfig, babi_tasks: list[int], dataset: TokenisedData) -> dict | None:
     """Each task's settings in the one model trained on them all (`joint`): its story cut,
     `joint_entity_copies` renamed copies where it has entities to rename (bAbI 1k: 2), and whether it keeps its
     own best epoch (`joint_epochs`); None when not asked."""
-    if joint_mode(config) == "no" or len(babi_tasks) < 2:
+    if _joint_mode(config) == "no" or len(babi_tasks) < 2:
         return None
     copies = {task: _joint_copies(config, task, dataset) for task in babi_tasks}
     own_epoch = {"own_epoch": True} if config.joint_epochs == "each_task" else {}
@@ -218,7 +223,7 @@ def _joint_copies(config: BabiRunConfig, babi_task: int, dataset: TokenisedData)
         return 0
     if config.joint_entity_copies is not None:
         return config.joint_entity_copies
-    return 2 if len(rows) <= SMALL_TRAINING_FILE else 0
+    return 2 if _small(rows) else 0
 
 
 def variant_name(settings: dict) -> str:
