@@ -1,6 +1,7 @@
 """Functions the distributed tests run inside spawned workers and subprocesses (importable by name)."""
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,12 +33,13 @@ def small_task_1(babi_en: Path, n_train: int = 256, n_valid: int = 64):
     return BABI.encode(train, vocab, cut, "class"), BABI.encode(valid, vocab, cut, "class"), vocab
 
 
-def train_small(babi_en: str, out_dir: str, train_config: TrainConfig, progress_path: str | None = None) -> str:
+def train_small(
+    babi_en: str, out_dir: str, train_config: TrainConfig, progress_path: str | None = None, on_epoch=None
+) -> str:
     """Train on the small slice; every rank saves its final parameters and history to out_dir/rank{r}.pt."""
     train, valid, vocab = small_task_1(Path(babi_en))
-    result = train_dmn(
-        train, valid, MODEL, train_config, ModelSizes(len(vocab.words), len(vocab.answers)), progress_path=progress_path
-    )
+    sizes = ModelSizes(len(vocab.words), len(vocab.answers))
+    result = train_dmn(train, valid, MODEL, train_config, sizes, on_epoch=on_epoch, progress_path=progress_path)
     rank, world_size = world()
     live = {k: v.detach().cpu() for k, v in result.state_dict.items()}
     path = Path(out_dir) / f"rank{rank}.pt"
@@ -63,7 +65,21 @@ def fail_on_rank_1(message: str) -> None:
         raise ValueError(message)
 
 
-if __name__ == "__main__":  # python -m tests.helpers BABI_EN OUT_DIR PROGRESS_PATH MAX_EPOCHS
+def kill_self_after_epoch(last: int):
+    """An `on_epoch` that kills this process with SIGKILL, as `kill -9` would, once epoch `last` is checkpointed."""
+
+    def on_epoch(record: dict) -> None:
+        if record["epoch"] == last:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_epoch
+
+
+if __name__ == "__main__":  # python -m tests.helpers BABI_EN OUT_DIR PROGRESS_PATH MAX_EPOCHS KILLED_AFTER_EPOCH
     train_small(
-        sys.argv[1], sys.argv[2], TrainConfig(max_epochs=int(sys.argv[4]), patience=50, batch_size=32), sys.argv[3]
+        sys.argv[1],
+        sys.argv[2],
+        TrainConfig(max_epochs=int(sys.argv[4]), patience=50, batch_size=32),
+        sys.argv[3],
+        kill_self_after_epoch(int(sys.argv[5])),
     )
