@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,7 +35,11 @@ def small_task_1(babi_en: Path, n_train: int = 256, n_valid: int = 64):
 
 
 def train_small(
-    babi_en: str, out_dir: str, train_config: TrainConfig, progress_path: str | None = None, on_epoch=None
+    babi_en: str,
+    out_dir: str,
+    train_config: TrainConfig,
+    progress_path: str | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> str:
     """Train on the small slice; every rank saves its final parameters and history to out_dir/rank{r}.pt."""
     train, valid, vocab = small_task_1(Path(babi_en))
