@@ -13,6 +13,11 @@ learning rate is therefore not scaled with the world size. Every rank validates 
 Resumable: with `progress_path`, the state after every epoch (weights, optimiser, epoch, early-stopping
 state and the RNG state of every rank) is written atomically, and a new call resumes from it; the
 sampler's order depends only on the seed and the epoch, so a resumed run ends as an uninterrupted one.
+
+Stoppable: inside `stopping_on_interrupt()`, an interrupt of the calling thread (Ctrl-C, or Prefect's SIGTERM of a
+cancelled flow run) stops the trainings of this process's other threads at their next batch (`TrainingStopped`),
+keeping their last epoch's progress checkpoint; a thread cannot be interrupted otherwise, and waiting for them
+would let a cancelled run train on to its end.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +47,30 @@ from dmn.errors import ConfigError, DataError
 from dmn.models import ModelOutput, ModelSizes, build_model
 
 PROGRESS_FORMAT = "dmn-progress/4"
+
+# the stop of the trainings started inside a stopping_on_interrupt block: a thread started there (Prefect's thread
+# runner copies the submitting context) reads it before every batch; outside such a block there is none
+_stop: ContextVar[threading.Event | None] = ContextVar("dmn_stop", default=None)
+
+
+class TrainingStopped(Exception):
+    """A training stopped by an interrupt of the thread that started it (see stopping_on_interrupt)."""
+
+
+@contextmanager
+def stopping_on_interrupt() -> Iterator[None]:
+    """Run the block; if it is left by an exception (KeyboardInterrupt, Prefect's TerminationSignal, an error),
+    first stop the trainings started inside it, in threads whose context is a copy of the block's, at their
+    next batch, then re-raise. Trainings started after the block run normally."""
+    stop = threading.Event()
+    token = _stop.set(stop)
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        _stop.reset(token)
 
 
 @dataclass
@@ -167,8 +199,11 @@ def run_epoch(model, data: Examples, batch_size: int, device, optimizer=None, or
     model.train(training)
     order = torch.arange(len(data)) if order is None else torch.as_tensor(order)
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, examples
+    stop = _stop.get()
     with torch.set_grad_enabled(training):
         for start in range(0, len(order), batch_size):  # the last partial batch is kept
+            if stop is not None and stop.is_set():
+                raise TrainingStopped("stopped by an interrupt; the last epoch's progress checkpoint is kept")
             batch: Batch = make_batch(data.select(order[start : start + batch_size]), device)
             output = model(*batch.model_inputs(), target=batch.target)  # logits (B, T, A)
             loss = F.cross_entropy(output.logits.flatten(0, 1), batch.target.flatten(), ignore_index=IGNORE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -535,10 +536,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     from mlflow.exceptions import MlflowException
+    from prefect.exceptions import TerminationSignal
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
 
+    def terminated(signal_number, frame):
+        raise TerminationSignal(signal=signal_number)
+
+    # SIGTERM as an exception, not the default death: the temporary Prefect server is then stopped on the way out
+    # (Prefect's own handler, inside a flow run, hands the signal back to this one once the run has crashed)
+    signal.signal(signal.SIGTERM, terminated)
     try:
         status = {
             "run": run_application,
@@ -557,6 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     except MlflowException as error:  # no such model, version or alias; a tracking server out of reach
         print(f"error: {_mlflow_error(args, error)}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, TerminationSignal) as interrupt:
+        # a flow run ends as Crashed (Cancelled when Prefect cancelled it); its trainings have stopped
+        signal_number = getattr(interrupt, "signal", signal.SIGINT)
+        resume = (
+            "; trainings stopped: the same command resumes them from their last epoch" if args.command == "run" else ""
+        )
+        print(f"interrupted ({signal.Signals(signal_number).name}){resume}", file=sys.stderr)
+        return 128 + signal_number  # as a shell reports a command its signal ended
     return status or 0
 
 

@@ -5,6 +5,7 @@ this with its typed configuration."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ from dmn.apps import application
 from dmn.apps.base import RunConfig
 from dmn.operations_config import Gate
 from dmn.pipeline import best_checkpoint, training_digest
-from dmn.train import concurrent_trainings
+from dmn.train import concurrent_trainings, stopping_on_interrupt
 from tasks.steps import evaluate, ingest, promote_first, register, report, tokenise, train
 
 
@@ -86,10 +87,25 @@ def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, dat
 
 @contextmanager
 def _trainers(trainings: int) -> Iterator[TaskRunner]:
-    """Where the trainings run: one at a time in this flow's process, or `trainings` at once in as many processes
-    (threads of one process would queue on the interpreter's lock between the small operations of a DMN). A
-    flow on a temporary Prefect server of its own (no PREFECT_API_URL) points the processes at it: each would
-    start one more."""
+    """Where the trainings run (see _runner). Interrupted (Ctrl-C, or SIGTERM as Prefect cancels a flow run), they
+    stop instead of running to their end while the runner waits for them: one in this process's thread at its
+    next batch, processes (a pool's, a data-parallel launch's ranks) by SIGTERM. Each keeps its last epoch's
+    progress checkpoint, from which the same command resumes."""
+    with _runner(trainings) as runner, stopping_on_interrupt():
+        try:
+            yield runner
+        except BaseException:
+            for worker in multiprocessing.active_children():  # not the Prefect server: no multiprocessing child
+                worker.terminate()
+            raise
+
+
+@contextmanager
+def _runner(trainings: int) -> Iterator[TaskRunner]:
+    """One training at a time in this flow's process, or `trainings` at once in as many processes (threads of
+    one process would queue on the interpreter's lock between the small operations of a DMN). A flow on a
+    temporary Prefect server of its own (no PREFECT_API_URL) points the processes at it: each would start one
+    more."""
     if trainings == 1:
         with ThreadPoolTaskRunner(max_workers=1) as runner:
             yield runner

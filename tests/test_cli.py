@@ -2,11 +2,15 @@
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 
@@ -89,6 +93,62 @@ def test_concurrent_trainings_report_to_the_temporary_server_of_the_run(babi_roo
     assert log.count("Starting temporary server") == 1, log[-3000:]
     assert "Task run 'train-babi-1-seed-0 (4 renamed copies)' - Finished in state Completed()" in log
     assert "Task run 'train-babi-1-seed-0' - Finished in state Completed()" in log
+
+
+def _alive(pid: str) -> bool:
+    """The process exists and has not exited (a zombie waits only to be reaped)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("interrupt", "copies"), [(signal.SIGINT, "0"), (signal.SIGTERM, "1,0")])
+def test_an_interrupted_run_stops_its_trainings_keeps_their_progress_and_says_how_to_resume(
+    interrupt, copies, babi_root, tmp_path
+):
+    """Ctrl-C (SIGINT) with one training, in the flow's thread; SIGTERM, as Prefect cancels a flow run, with two, in
+    processes of their own (task 1 with and without renamed copies). `dmn run` stops them at once instead of
+    training on to their 500 epochs, keeps each one's progress checkpoint, stops its temporary Prefect server,
+    registers nothing, says so in one line and exits as a shell reports the signal (128 + its number)."""
+    environment = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    environment.pop("PREFECT_API_URL", None)
+    models = tmp_path / "data" / "models"
+    command = [sys.executable, "-m", "flows.cli", "run", "babi", "--source", str(babi_root), "--hidden", "8"]
+    command += ["--joint", "no", "--entity-copies", copies, "--epochs", "500", "--patience", "500"]
+    command += ["--target-valid-accuracy", "none", "--data-root", str(tmp_path / "data")]
+    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    trainings = len(copies.split(","))
+    with open(tmp_path / "log", "w") as log:  # a file, not a pipe that the run could fill and block on
+        run = subprocess.Popen(  # Ctrl-C reaches a command whose SIGINT is not ignored, as a shell's foreground job
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=tmp_path,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while len(list(models.glob("*/*.progress.pt"))) < trainings:  # every training has finished an epoch
+                assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()[-3000:]
+                time.sleep(0.5)
+            children = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+            run.send_signal(interrupt)
+            returncode = run.wait(timeout=60)
+        finally:
+            run.kill()
+    output = (tmp_path / "log").read_text()
+    assert returncode == 128 + interrupt, output[-3000:]
+    name = signal.Signals(interrupt).name
+    assert f"interrupted ({name}); trainings stopped: the same command resumes them from their last epoch" in output
+    assert "Traceback" not in output
+    time.sleep(5)  # the pool's resource tracker leaves with its parent
+    # no process of the run is left: the temporary Prefect server, and the pool's trainings
+    assert len(children) >= (1 if trainings == 1 else 1 + trainings) and not [p for p in children if _alive(p)]
+    for progress in models.glob("*/*.progress.pt"):
+        assert 1 <= torch.load(progress, weights_only=False)["epoch"] < 500
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_registered_models() == []
 
 
 def test_unsafe_tarball_exits_2_naming_the_member_and_writes_nothing(prefect_api, tmp_path):

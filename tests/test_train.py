@@ -232,3 +232,43 @@ def test_a_joint_model_learns_several_tasks_and_is_saved_per_task_with_its_own_f
         assert (meta["best_valid_accuracy"], meta["best_valid_loss"]) == pytest.approx(
             (figures["accuracy"], figures["loss"]), abs=1e-6
         )
+
+
+def test_an_interrupt_stops_a_training_in_another_thread_at_its_next_batch_and_the_next_one_runs(tmp_path, babi_en):
+    """A thread cannot be interrupted: leaving `stopping_on_interrupt` by an exception stops the trainings started
+    in it, in threads that run in a copy of its context as Prefect's thread runner's do, at their next batch
+    (TrainingStopped) with their progress checkpoint of the last epoch; a training started afterwards runs."""
+    import contextvars
+    import threading
+
+    from dmn.models import ModelSizes
+    from dmn.train import TrainingStopped, stopping_on_interrupt, train_dmn
+    from tests.helpers import MODEL, small_task_1
+
+    train, valid, vocab = small_task_1(babi_en)
+    sizes = ModelSizes(len(vocab.words), len(vocab.answers))
+    config = TrainConfig(max_epochs=10_000, patience=10_000, batch_size=8, target_valid_accuracy=None)
+    progress = tmp_path / "progress.pt"
+    two_epochs = threading.Event()
+    outcome = {}
+
+    def training() -> None:
+        def on_epoch(record: dict) -> None:
+            if record["epoch"] == 2:
+                two_epochs.set()
+
+        try:
+            train_dmn(train, valid, MODEL, config, sizes, on_epoch=on_epoch, progress_path=progress)
+        except TrainingStopped as stopped:
+            outcome["stopped"] = stopped
+
+    with pytest.raises(KeyboardInterrupt), stopping_on_interrupt():
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(training,))
+        worker.start()
+        assert two_epochs.wait(timeout=120)
+        raise KeyboardInterrupt  # as Ctrl-C in the thread that waits for the training
+    worker.join(timeout=30)
+    assert not worker.is_alive() and "stopped" in outcome
+    assert torch.load(progress, weights_only=False)["epoch"] >= 2
+    after = train_dmn(train, valid, MODEL, config.model_copy(update={"max_epochs": 1}), sizes)
+    assert len(after.history) == 1
