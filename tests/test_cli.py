@@ -116,9 +116,16 @@ def test_an_interrupted_run_stops_its_trainings_keeps_their_progress_and_says_ho
     models = tmp_path / "data" / "models"
     command = [sys.executable, "-m", "flows.cli", "run", "babi", "--source", str(babi_root), "--hidden", "8"]
     command += ["--joint", "no", "--entity-copies", copies, "--epochs", "500", "--patience", "500"]
-    command += ["--target-valid-accuracy", "none", "--data-root", str(tmp_path / "data")]
-    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     trainings = len(copies.split(","))
+    command += [
+        "--target-valid-accuracy",
+        "none",
+        "--concurrency",
+        str(trainings),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
+    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     with open(tmp_path / "log", "w") as log:  # a file, not a pipe that the run could fill and block on
         run = subprocess.Popen(  # Ctrl-C reaches a command whose SIGINT is not ignored, as a shell's foreground job
             command,
