@@ -14,10 +14,10 @@ Resumable: with `progress_path`, the state after every epoch (weights, optimiser
 state and the RNG state of every rank) is written atomically, and a new call resumes from it; the
 sampler's order depends only on the seed and the epoch, so a resumed run ends as an uninterrupted one.
 
-Stoppable: inside `stopping_on_interrupt()`, an interrupt of the calling thread (Ctrl-C, or Prefect's SIGTERM of a
-cancelled flow run) stops the trainings of this process's other threads at their next batch (`TrainingStopped`),
-keeping their last epoch's progress checkpoint; a thread cannot be interrupted otherwise, and waiting for them
-would let a cancelled run train on to its end.
+Stoppable: a `stopping_on_interrupt()` block left by an exception (Ctrl-C, SIGTERM) stops the trainings started
+in it in other threads (those running in a copy of its context, as Prefect's thread runner's do) at their next
+batch (`TrainingStopped`), keeping their last epoch's progress checkpoint; a thread cannot be interrupted
+otherwise, and waiting for it would let an interrupted run train on to its end.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ PROGRESS_FORMAT = "dmn-progress/4"
 
 # the stop of the trainings started inside a stopping_on_interrupt block: a thread started there (Prefect's thread
 # runner copies the submitting context) reads it before every batch; outside such a block there is none
-_stop: ContextVar[threading.Event | None] = ContextVar("dmn_stop", default=None)
+_stop_event: ContextVar[threading.Event | None] = ContextVar("dmn_stop", default=None)
 
 
 class TrainingStopped(Exception):
@@ -63,14 +63,14 @@ def stopping_on_interrupt() -> Iterator[None]:
     first stop the trainings started inside it, in threads whose context is a copy of the block's, at their
     next batch, then re-raise. Trainings started after the block run normally."""
     stop = threading.Event()
-    token = _stop.set(stop)
+    token = _stop_event.set(stop)
     try:
         yield
     except BaseException:
         stop.set()
         raise
     finally:
-        _stop.reset(token)
+        _stop_event.reset(token)
 
 
 @dataclass
@@ -199,11 +199,11 @@ def run_epoch(model, data: Examples, batch_size: int, device, optimizer=None, or
     model.train(training)
     order = torch.arange(len(data)) if order is None else torch.as_tensor(order)
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, examples
-    stop = _stop.get()
+    stop = _stop_event.get()
     with torch.set_grad_enabled(training):
         for start in range(0, len(order), batch_size):  # the last partial batch is kept
             if stop is not None and stop.is_set():
-                raise TrainingStopped("stopped by an interrupt; the last epoch's progress checkpoint is kept")
+                raise TrainingStopped("stopped: the block that started this training was left by an exception")
             batch: Batch = make_batch(data.select(order[start : start + batch_size]), device)
             output = model(*batch.model_inputs(), target=batch.target)  # logits (B, T, A)
             loss = F.cross_entropy(output.logits.flatten(0, 1), batch.target.flatten(), ignore_index=IGNORE)

@@ -540,25 +540,22 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
+    from flows.interrupts import end_by_signal_at_exit, signal_number, sigterm_as_exception, use_server_in_own_session
 
-    def terminated(signal_number, frame):
-        raise TerminationSignal(signal=signal_number)
-
-    # SIGTERM as an exception, not the default death: the temporary Prefect server is then stopped on the way out
-    # (Prefect's own handler, inside a flow run, hands the signal back to this one once the run has crashed)
-    signal.signal(signal.SIGTERM, terminated)
+    use_server_in_own_session()
     try:
-        status = {
-            "run": run_application,
-            "ask": ask,
-            "promote": promote,
-            "rollback": rollback,
-            "audit": audit,
-            "evaluate": evaluate,
-            "schedule": schedule,
-            "export": export,
-            "import": import_file,
-        }[args.command](args)
+        with sigterm_as_exception():
+            status = {
+                "run": run_application,
+                "ask": ask,
+                "promote": promote,
+                "rollback": rollback,
+                "audit": audit,
+                "evaluate": evaluate,
+                "schedule": schedule,
+                "export": export,
+                "import": import_file,
+            }[args.command](args)
     except (DMNError, ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -566,13 +563,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_mlflow_error(args, error)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, TerminationSignal) as interrupt:
-        # a flow run ends as Crashed (Cancelled when Prefect cancelled it); its trainings have stopped
-        signal_number = getattr(interrupt, "signal", signal.SIGINT)
-        resume = (
-            "; trainings stopped: the same command resumes them from their last epoch" if args.command == "run" else ""
-        )
-        print(f"interrupted ({signal.Signals(signal_number).name}){resume}", file=sys.stderr)
-        return 128 + signal_number  # as a shell reports a command its signal ended
+        number = signal_number(interrupt)
+        resume = "; trainings stopped: the same command resumes them from their last epoch"
+        print(f"interrupted ({signal.Signals(number).name}){resume if args.command == 'run' else ''}", file=sys.stderr)
+        end_by_signal_at_exit(number)
+        return 128 + number  # what a shell shows for a command its signal ended
     return status or 0
 
 

@@ -6,6 +6,7 @@ this with its typed configuration."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -87,17 +88,32 @@ def _train_parameters(app_name: str, dataset, run: tuple, config: RunConfig, dat
 
 @contextmanager
 def _trainers(trainings: int) -> Iterator[TaskRunner]:
-    """Where the trainings run (see _runner). Interrupted (Ctrl-C, or SIGTERM as Prefect cancels a flow run), they
-    stop instead of running to their end while the runner waits for them: one in this process's thread at its
-    next batch, processes (a pool's, a data-parallel launch's ranks) by SIGTERM. Each keeps its last epoch's
-    progress checkpoint, from which the same command resumes."""
-    with _runner(trainings) as runner, stopping_on_interrupt():
-        try:
-            yield runner
-        except BaseException:
-            for worker in multiprocessing.active_children():  # not the Prefect server: no multiprocessing child
-                worker.terminate()
-            raise
+    """Where the trainings run (see _runner). Left by an exception (Ctrl-C; SIGTERM, as a Prefect worker cancels a
+    flow run; a failed training), the trainings stop instead of running to their end while the runner waits for
+    them: one in a thread of this process at its next batch (dmn.train.stopping_on_interrupt), processes by
+    SIGTERM until the runner has ended (a pool's, a data-parallel launch's ranks, and any started meanwhile: a
+    launcher's restart, a queued training). Each keeps its last epoch's progress checkpoint, from which the same
+    command resumes."""
+    runner_ended = threading.Event()
+    try:
+        with _runner(trainings) as runner, stopping_on_interrupt():
+            try:
+                yield runner
+            except BaseException:
+                threading.Thread(target=_terminate_children, args=(runner_ended,), daemon=True).start()
+                raise
+    finally:
+        runner_ended.set()
+
+
+def _terminate_children(until: threading.Event) -> None:
+    """SIGTERM to every multiprocessing child of this process, again every 0.2 s until `until` is set. (The
+    temporary Prefect server is a subprocess.Popen child, not a multiprocessing one: it stops at exit.)"""
+    while True:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        if until.wait(0.2):
+            return
 
 
 @contextmanager
