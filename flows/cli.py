@@ -523,6 +523,9 @@ def _image_file(path: Path):
         raise SystemExit(f"error: --image {path}: not a .npy array ({error})") from None
 
 
+FLOW_COMMANDS = ("run", "promote", "rollback")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the temporary server of a run without PREFECT_API_URL: its first start migrates a new database, which on a
@@ -540,9 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
-    from flows.interrupts import end_by_signal_at_exit, signal_number, sigterm_as_exception, use_server_in_own_session
+    from flows.interrupts import end_by_signal_at_exit, signal_number, sigterm_as_exception
 
-    use_server_in_own_session()
+    if args.command in FLOW_COMMANDS:  # the commands that may start a temporary Prefect server
+        from flows.run import use_server_in_own_session
+
+        use_server_in_own_session()
     try:
         with sigterm_as_exception():
             status = {

@@ -6,6 +6,7 @@ this with its typed configuration."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,35 @@ from dmn.operations_config import Gate
 from dmn.pipeline import best_checkpoint, training_digest
 from dmn.train import concurrent_trainings, stopping_on_interrupt
 from tasks.steps import evaluate, ingest, promote_first, register, report, tokenise, train
+
+
+class ServerInOwnSession(SubprocessASGIServer):
+    """Prefect's temporary server, started in a session of its own. Ctrl-C in a terminal signals the whole
+    foreground process group: a server in it would stop at once, and the interrupted flow run, unable to record
+    its end, would retry for a minute and end in a traceback. This process stops it on its way out (Prefect's
+    atexit handler)."""
+
+    def _run_uvicorn_command(self) -> subprocess.Popen:
+        # Prefect builds the server's command and environment and takes no Popen options: Popen is swapped for
+        # this one call (the server starts once a process, before any training)
+        spawn = subprocess.Popen
+        subprocess.Popen = _PopenInOwnSession
+        try:
+            return super()._run_uvicorn_command()
+        finally:
+            subprocess.Popen = spawn
+
+
+class _PopenInOwnSession(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, start_new_session=True, **kwargs)
+
+
+def use_server_in_own_session() -> None:
+    """Make the temporary server that Prefect starts at its first call without PREFECT_API_URL a
+    ServerInOwnSession (Prefect keeps one server a port, and takes the one made first)."""
+    if not PREFECT_API_URL.value():
+        ServerInOwnSession()
 
 
 def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
