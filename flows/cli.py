@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from dmn.errors import DMNError
-    from flows.interrupts import end_by_signal_at_exit, signal_number, sigterm_as_exception
+    from flows.interrupts import end_by_signal_at_exit, sigterm_as_exception
 
     if args.command in FLOW_COMMANDS:  # the commands that may start a temporary Prefect server
         from flows.run import use_server_in_own_session
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_mlflow_error(args, error)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, TerminationSignal) as interrupt:
-        number = signal_number(interrupt)
+        number = getattr(interrupt, "signal", signal.SIGINT)  # a TerminationSignal's, or Ctrl-C's
         resume = "; trainings stopped: the same command resumes them from their last epoch"
         print(f"interrupted ({signal.Signals(number).name}){resume if args.command == 'run' else ''}", file=sys.stderr)
         end_by_signal_at_exit(number)

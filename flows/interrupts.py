@@ -37,11 +37,6 @@ def sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def signal_number(interrupt: BaseException) -> int:
-    """The signal of a KeyboardInterrupt (SIGINT) or a TerminationSignal."""
-    return getattr(interrupt, "signal", signal.SIGINT)
-
-
 def end_by_signal_at_exit(number: int) -> None:
     """Once this process's exit handlers have run (the temporary server's stop among them), end it by signal
     `number`."""
