@@ -27,6 +27,7 @@ from dmn.config import ModelConfig  # noqa: E402
 from dmn.data.batching import make_batch  # noqa: E402
 from dmn.data.images import snake_order  # noqa: E402
 from dmn.data.parquet import TokenisedData  # noqa: E402
+from dmn.data.vocab import Vocabulary  # noqa: E402
 from dmn.report import unit_results  # noqa: E402
 
 STATUS = {True: "FAILED", False: "passed", None: "n/a"}  # n/a: the application has no pass threshold
@@ -46,10 +47,11 @@ class AttentionExample:
 
 @torch.no_grad()
 def attention_examples(
-    app: Application, dataset: TokenisedData, checkpoints: dict, per_unit: int = 2
+    app: Application, dataset: TokenisedData, checkpoints: dict, per_unit: int = 2, vocab: Vocabulary | None = None
 ) -> list[AttentionExample]:
-    """The gates of every pass for the first `per_unit` test examples of each unit."""
-    vocab = dataset.vocabulary()
+    """The gates of every pass for the first `per_unit` test examples of each unit, read through `vocab` (the
+    models' own; default the dataset's)."""
+    vocab = vocab or dataset.vocabulary()
     examples = []
     for unit, path in sorted(checkpoints.items()):
         model, meta = load_checkpoint(path)

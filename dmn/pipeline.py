@@ -198,15 +198,25 @@ def trained_words(data: Examples, vocab: Vocabulary) -> list[str]:
     return sorted(vocab.words[i] for i in ids if i > UNKNOWN_WORD)
 
 
-def evaluate_unit(app: Application, dataset: TokenisedData, unit, checkpoint: str, device: str = "auto") -> dict:
+def evaluate_unit(
+    app: Application,
+    dataset: TokenisedData,
+    unit,
+    checkpoint: str,
+    device: str = "auto",
+    vocab: Vocabulary | None = None,
+) -> dict:
     """Test-split metrics of one checkpoint, with its training summary and any data note.
 
-    The device is this machine's ('auto': CUDA when present), not the one the model was trained on."""
+    `vocab` is the one the model was trained with (default: the dataset's own, as in the run that trained it);
+    a registered version evaluated on another dataset reads that dataset's words through its own vocabulary,
+    the words it never saw as the unknown word and answers it cannot give as wrong. The device is this
+    machine's ('auto': CUDA when present), not the one the model was trained on."""
     model, meta = load_checkpoint(checkpoint)
     device = resolve_device(device)
     model.to(device)
     kind = ModelConfig(**meta["model_config"]).answer_kind
-    vocab = dataset.vocabulary()
+    vocab = vocab or dataset.vocabulary()
     rows = dataset.read(unit, "test")
     data = app.encode(rows, vocab, meta["settings"], kind)
     per_token = kind == "tags"  # a tagger is scored per word

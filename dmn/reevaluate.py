@@ -8,13 +8,14 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dmn.apps import application
 from dmn.checkpoint import load_checkpoint
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.vocab import Vocabulary
+from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
 from dmn.errors import ConfigError
 from dmn.html_report import attention_examples, render_html
 from dmn.pipeline import evaluate_unit
@@ -37,21 +38,29 @@ def resolve(client: MlflowClient, model_uri: str):
         raise ConfigError(f"{model_uri}: no such registered version or alias") from error
 
 
-def _same_ids(dataset: Vocabulary, version: Vocabulary, answer_kind: str) -> bool:
-    """The ids the version's models read and write mean the same words in `dataset` (answer words matter only
-    to a sequence answer; a version registered before they existed has none; classes and tags to the others)."""
-    answers = (
-        (dataset.answer_words, version.answer_words)
-        if answer_kind == "sequence"
-        else (dataset.answers, version.answers)
-    )
-    return dataset.words == version.words and answers[0] == answers[1]
+def _test_words(app, dataset, checkpoints: dict, vocab: Vocabulary) -> dict:
+    """{"words": N, "unknown": K}: the words of the test stories and questions (not pixels) and how many of them
+    `vocab` (a version's) lacks, so that they reach its models as the unknown word."""
+    words = unknown = 0
+    for unit, path in sorted(checkpoints.items()):
+        meta = load_checkpoint(path)[1]
+        data = app.encode(
+            dataset.read(unit, "test"), vocab, meta["settings"], ModelConfig(**meta["model_config"]).answer_kind
+        )
+        ids = data.question if data.is_images else torch.cat([data.story.flatten(), data.question.flatten()])
+        words += int((ids != 0).sum())  # 0 pads
+        unknown += int((ids == UNKNOWN_WORD).sum())
+    return {"words": words, "unknown": unknown}
 
 
 def evaluate_registered(
     model_uri: str, source: str = "bundled", size: str = "1k", data_root: str = "data", tracking_uri: str | None = None
 ) -> tuple[dict, str]:
-    """(report, run id) of the version's models on the test split of `source` (`size`: a bAbI size)."""
+    """(report, run id) of the version's models on the test split of `source` (`size`: a bAbI size).
+
+    The source may be another dataset that the application reads (another bAbI copy, WSJ sections, a CoNLL-U
+    treebank): it is read through the version's own vocabulary, its words the version never saw as the unknown
+    word (the report counts them) and answers the version cannot give as wrong."""
     client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
     version = resolve(client, model_uri)
     with tempfile.TemporaryDirectory() as folder:
@@ -77,17 +86,19 @@ def evaluate_registered(
             **{app.unit_field: sorted(checkpoints)},
         )
         dataset = app.tokenise(app.ingest(config, data_root), data_root)
-        if not _same_ids(dataset.vocabulary(), Vocabulary.load(local / "vocab.json"), config.model.answer_kind):
-            raise ConfigError(
-                f"{model_uri}: the dataset {source!r} ({size}) has another vocabulary than this version's: "
-                "its word ids would mean other words"
-            )
         dataset.require(checkpoints)
-        results = [evaluate_unit(app, dataset, u, path) for u, path in sorted(checkpoints.items())]
+        vocab = Vocabulary.load(local / "vocab.json")  # the version's: the dataset's own may number words otherwise
+        results = [evaluate_unit(app, dataset, u, path, vocab=vocab) for u, path in sorted(checkpoints.items())]
         report = build_report(app, config, dataset, results, version.tags.get("training_digest", ""))
-        report["evaluated"] = {"model_uri": model_uri, "name": version.name, "version": str(version.version)}
+        report["evaluated"] = {
+            "model_uri": model_uri,
+            "name": version.name,
+            "version": str(version.version),
+            "test_words": _test_words(app, dataset, checkpoints, vocab),
+        }
         histories = {u: metas[path]["history"] for u, path in checkpoints.items()}
-        html = render_html(report, histories, attention_examples(app, dataset, checkpoints), champion_report(config))
+        examples = attention_examples(app, dataset, checkpoints, vocab=vocab)
+        html = render_html(report, histories, examples, champion_report(config))
     experiment = f"{version.name}-evaluations"
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment)

@@ -57,7 +57,11 @@ def report_markdown(report: dict) -> str:
     ]
     if "evaluated" in report:  # a re-evaluation of a registered version: which one an alias resolved to
         evaluated = report["evaluated"]
-        lines += [f"Evaluated: {evaluated['model_uri']} = {evaluated['name']} version {evaluated['version']}.", ""]
+        lines += [f"Evaluated: {evaluated['model_uri']} = {evaluated['name']} version {evaluated['version']}."]
+        if "test_words" in evaluated:  # the test data's words the version never saw reach it as the unknown word
+            words = evaluated["test_words"]
+            lines += [f"Test words unknown to this version: {words['unknown']:,} of {words['words']:,}."]
+        lines += [""]
     rows = unit_results(report)
     pass_error = report.get("pass_error", 0.05)  # reports before applications: bAbI's convention
     columns = [(unit_title, lambda r: str(r["unit"])), ("accuracy", lambda r: f"{r['accuracy']:.1%}")]
