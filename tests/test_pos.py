@@ -173,3 +173,19 @@ def test_pos_flow_tags_registers_and_serves_tags_aligned_with_words(
                  "--tracking-uri", config.tracking_uri])  # fmt: skip
     again = capsys.readouterr().out
     assert code == 0 and f"| ptb | {ptb['accuracy']:.1%} |" in again  # the same models on the same test split
+
+    web = tmp_path / "web"  # another domain's test file alone: read through the version's own vocabulary
+    web.mkdir()
+    (web / "x-ud-test.conllu").write_text(CONLLU, encoding="utf-8")
+    code = main(["evaluate", version.uri, "--source", str(web), "--data-root", str(tmp_path / "data"),
+                 "--tracking-uri", config.tracking_uri])  # fmt: skip
+    shown = capsys.readouterr().out
+    served = model.predict(pd.DataFrame({"tokens": [["Amélie", "'s", "café", "is", "closed", "."]]}))[0]
+    right = sum(tag == gold for tag, gold in zip(served, ["NNP", "POS", "NN", "VBZ", "JJ", "."]))
+    assert code == 0 and f"| ptb | {right / 6:.1%} |" in shown  # as the served model tags the sentence
+    unknown, words = map(int, re.search(r"Test words unknown to this version: (\d+) of (\d+)", shown).groups())
+    assert 2 <= unknown < words  # at least Amélie and café, never in the WSJ files
+    code = main(["run", "pos", "--source", str(web), "--data-root", str(tmp_path / "data2"), "--epochs", "1"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{web}: no train examples of tag set(s) ['ptb'] there" in error and "Traceback" not in error
+    assert not (tmp_path / "data2" / "models").exists()

@@ -76,10 +76,11 @@ class PosRunConfig(RunConfig):
 
 
 def ingest(config: PosRunConfig, data_root: str) -> RawFiles:
+    """The source's tagged files; a training run needs train and test files among them (checked once they are read),
+    an evaluation (`dmn evaluate`) test files alone."""
     raw = ingest_files(config.source, data_root, "pos", is_tagged_file, BUNDLED, config.source_sha256)
-    empty = [split for split, names in split_files(list(raw.files())).items() if not names]
-    if empty:
-        raise DataError(config.source, f"no {' or '.join(empty)} files there (see `dmn run pos --help`)")
+    if not any(split_files(list(raw.files())).values()):
+        raise DataError(config.source, "no file of a train, dev or test split there (see `dmn run pos --help`)")
     return raw
 
 

@@ -48,6 +48,17 @@ class TokenisedData:
         if missing:
             raise DataError(self.path, f"{self.unit_title}(s) {missing} not in this dataset (has {list(self.units)})")
 
+    def require_examples(self, units, split: str, source: str) -> None:
+        """Raise DataError naming `source` when a unit has no examples in `split` (a source of test files
+        alone can be evaluated, not trained on)."""
+        empty = [unit for unit in units if not self._count(unit, split)]
+        if empty:
+            raise DataError(source, f"no {split} examples of {self.unit_title}(s) {empty} there")
+
+    def _count(self, unit, split: str) -> int:
+        filesystem, path = storage.resolve(storage.join(self.path, f"{self.unit_name}={unit}"))
+        return pq.read_table(path, filesystem=filesystem, columns=["split"], filters=[("split", "=", split)]).num_rows
+
     def read(self, unit, split: str) -> list[dict]:
         """Rows of one unit and split, reading that unit's partition only."""
         self.require([unit])
