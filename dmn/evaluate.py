@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from dmn.data.batching import IGNORE, Examples, make_batch
+from dmn.data.batching import IGNORE, UNKNOWN, Examples, make_batch
 from dmn.data.vocab import UNKNOWN_WORD
 from dmn.train import exact_match
 
@@ -53,6 +53,18 @@ def confusion_matrix(answers: torch.Tensor, target: torch.Tensor, classes: int) 
     return torch.bincount(index, minlength=classes * classes).view(classes, classes)
 
 
+def _unknown(data: Examples, per_token: bool) -> dict:
+    """What the model's vocabulary lacks in `data`: "input_tokens" (every token its stories and questions hold,
+    tagging's word features included; questions only for images), how many of them are the unknown word, and
+    "unknown_answers", the answers (with `per_token`, the tags) it cannot give, which are scored wrong."""
+    ids = data.question if data.is_images else torch.cat([data.story.flatten(), data.question.flatten()])
+    return {
+        "input_tokens": int((ids != 0).sum()),  # 0 pads
+        "unknown_input_tokens": int((ids == UNKNOWN_WORD).sum()),
+        "unknown_answers": int((data.target == UNKNOWN).sum() if per_token else (data.target == UNKNOWN).any(-1).sum()),
+    }
+
+
 def evaluate(
     model,
     data: Examples,
@@ -71,7 +83,7 @@ def evaluate(
     exact = exact_match(answers, data.target).float()  # (N,)
     has_support = (data.supporting >= 0).any(-1)  # (N,)
     hits = supporting_fact_hits(gates, data.supporting)[has_support]
-    metrics = {"examples": len(data), "accuracy": float(exact.mean())}
+    metrics = {"examples": len(data), "accuracy": float(exact.mean()), **_unknown(data, per_token)}
     if per_token:
         steps = data.target.size(1)
         scored = data.target != IGNORE  # (N, T): the words of each sentence

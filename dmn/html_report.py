@@ -133,8 +133,10 @@ def _attention_on_image(example: AttentionExample) -> str:
 
 
 def render_html(report: dict, histories: dict, examples: list[AttentionExample], champion=None) -> str:
-    """The audit report; `champion` is the champion's report, for the deltas (None: no champion)."""
-    theirs = {r["unit"]: r["accuracy"] for r in unit_results(champion)} if champion else {}
+    """The audit report; `champion` is the champion's report, for the deltas (None: no champion; none either when
+    it was evaluated on other test data, as `dmn evaluate` on another dataset is)."""
+    comparable = champion is not None and champion.get("data_digest") == report["data_digest"]
+    theirs = {r["unit"]: r["accuracy"] for r in unit_results(champion)} if comparable else {}
     unit_title = report["unit_title"]
     rows = []
     for r in report["units"]:
@@ -147,8 +149,10 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
         )
     against = (
         f"Deltas against the champion: {html.escape(champion['training_digest'][:16])}."
-        if champion
+        if comparable
         else "No champion yet: no deltas."
+        if champion is None
+        else "The champion was evaluated on other test data: no deltas."
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) or "<li>none</li>"
     failed = ", ".join(map(str, report["failed_units"])) or "none"

@@ -8,14 +8,13 @@ import tempfile
 from pathlib import Path
 
 import mlflow
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dmn.apps import application
 from dmn.checkpoint import load_checkpoint
 from dmn.config import ModelConfig, TrainConfig
-from dmn.data.vocab import UNKNOWN_WORD, Vocabulary
+from dmn.data.vocab import Vocabulary
 from dmn.errors import ConfigError
 from dmn.html_report import attention_examples, render_html
 from dmn.pipeline import evaluate_unit
@@ -38,29 +37,14 @@ def resolve(client: MlflowClient, model_uri: str):
         raise ConfigError(f"{model_uri}: no such registered version or alias") from error
 
 
-def _test_words(app, dataset, checkpoints: dict, vocab: Vocabulary) -> dict:
-    """{"words": N, "unknown": K}: the words of the test stories and questions (not pixels) and how many of them
-    `vocab` (a version's) lacks, so that they reach its models as the unknown word."""
-    words = unknown = 0
-    for unit, path in sorted(checkpoints.items()):
-        meta = load_checkpoint(path)[1]
-        data = app.encode(
-            dataset.read(unit, "test"), vocab, meta["settings"], ModelConfig(**meta["model_config"]).answer_kind
-        )
-        ids = data.question if data.is_images else torch.cat([data.story.flatten(), data.question.flatten()])
-        words += int((ids != 0).sum())  # 0 pads
-        unknown += int((ids == UNKNOWN_WORD).sum())
-    return {"words": words, "unknown": unknown}
-
-
 def evaluate_registered(
     model_uri: str, source: str = "bundled", size: str = "1k", data_root: str = "data", tracking_uri: str | None = None
 ) -> tuple[dict, str]:
     """(report, run id) of the version's models on the test split of `source` (`size`: a bAbI size).
 
     The source may be another dataset that the application reads (another bAbI copy, WSJ sections, a CoNLL-U
-    treebank): it is read through the version's own vocabulary, its words the version never saw as the unknown
-    word (the report counts them) and answers the version cannot give as wrong."""
+    treebank): it is read through the version's own vocabulary, the words missing from it as the unknown word and
+    the answers the version cannot give as wrong; the report counts both."""
     client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
     version = resolve(client, model_uri)
     with tempfile.TemporaryDirectory() as folder:
@@ -95,7 +79,9 @@ def evaluate_registered(
             "model_uri": model_uri,
             "name": version.name,
             "version": str(version.version),
-            "test_words": _test_words(app, dataset, checkpoints, vocab),
+            **{
+                key: sum(r[key] for r in results) for key in ("input_tokens", "unknown_input_tokens", "unknown_answers")
+            },
         }
         histories = {u: metas[path]["history"] for u, path in checkpoints.items()}
         examples = attention_examples(app, dataset, checkpoints, vocab=vocab)

@@ -58,9 +58,13 @@ def report_markdown(report: dict) -> str:
     if "evaluated" in report:  # a re-evaluation of a registered version: which one an alias resolved to
         evaluated = report["evaluated"]
         lines += [f"Evaluated: {evaluated['model_uri']} = {evaluated['name']} version {evaluated['version']}."]
-        if "test_words" in evaluated:  # the test data's words the version never saw reach it as the unknown word
-            words = evaluated["test_words"]
-            lines += [f"Test words unknown to this version: {words['unknown']:,} of {words['words']:,}."]
+        if "input_tokens" in evaluated:  # what the version's vocabulary lacks in another dataset
+            lines += [
+                f"Test tokens missing from this version's vocabulary (read as the unknown word): "
+                f"{evaluated['unknown_input_tokens']:,} of {evaluated['input_tokens']:,} (stories and questions, "
+                f"tagging's word features included); test answers (tagging: tags) it cannot give, scored wrong: "
+                f"{evaluated['unknown_answers']:,}."
+            ]
         lines += [""]
     rows = unit_results(report)
     pass_error = report.get("pass_error", 0.05)  # reports before applications: bAbI's convention

@@ -50,7 +50,8 @@ class PosRunConfig(RunConfig):
     source: str = Field(
         "bundled",
         description="'bundled' (NLTK's 10 % WSJ sample in data/), a folder of WSJ .mrg/.pos files (sections "
-        "00-24) or of CoNLL-U files (*train*.conllu, *dev*.conllu, *test*.conllu), or an archive path or URL.",
+        "00-24) or of CoNLL-U files (*train*.conllu, *dev*.conllu, *test*.conllu; without a dev file the last "
+        "tenth of the training sentences validates; test files alone: `dmn evaluate`), or an archive path or URL.",
     )
     source_sha256: str | None = Field(None, description="Expected sha256 of an archive source.")
     model_name: str = Field("dmn-pos", description="Registered model name in MLflow.")

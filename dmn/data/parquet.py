@@ -53,7 +53,8 @@ class TokenisedData:
         alone can be evaluated, not trained on)."""
         empty = [unit for unit in units if not self._count(unit, split)]
         if empty:
-            raise DataError(source, f"no {split} examples of {self.unit_title}(s) {empty} there")
+            alone = " (a source of test files alone can be evaluated: `dmn evaluate`)" if split == "train" else ""
+            raise DataError(source, f"no {split} examples of {self.unit_title}(s) {empty} there{alone}")
 
     def _count(self, unit, split: str) -> int:
         filesystem, path = storage.resolve(storage.join(self.path, f"{self.unit_name}={unit}"))
