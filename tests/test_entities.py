@@ -18,6 +18,17 @@ def test_the_entities_are_the_answers_found_in_their_stories(tmp_path, babi_root
     assert set(entities(_rows(tmp_path, babi_root, 5))) >= {"bill", "fred", "football", "milk"}  # "Bill" answers
 
 
+def test_a_task_whose_answers_are_inferred_has_no_entities(tmp_path, babi_root):
+    """Task 15 answers "wolf" from "mice are afraid of wolves" (its stories hold "wolf" only when someone is one),
+    task 20 "kitchen" from "antoine is hungry": renamed, their copies would contradict the inference."""
+    for babi_task in (15, 20):
+        rows = _rows(tmp_path, babi_root, babi_task)
+        story_words = {word for row in rows for sentence in row["story_tokens"] for word in sentence}
+        inferred = [row for row in rows if not any(row["answer"] in sentence for sentence in row["story_tokens"])]
+        assert inferred and {row["answer"] for row in inferred} <= story_words  # answers the stories use elsewhere
+        assert entities(rows) == [] and rename_entities(rows, 2, seed=0) == rows, babi_task
+
+
 def test_a_copy_renames_story_question_and_answer_alike(tmp_path, babi_root):
     rows = _rows(tmp_path, babi_root, 5)[:50]
     copies = rename_entities(rows, 2, seed=0)
@@ -49,6 +60,7 @@ def test_lists_are_not_copied_and_renamed_copies_are_the_1k_default(tmp_path, ba
     assert counts(BabiRunConfig(), 8) == [4, 0]
     assert counts(BabiRunConfig(entity_copies=[2]), 8) == [2]
     assert counts(BabiRunConfig(), 6) == [0]  # yes / no: nothing to rename, one model
+    assert counts(BabiRunConfig(), 15) == [0]  # inferred answers: nothing to rename
 
 
 def test_at_1k_the_tasks_of_a_run_train_one_joint_model_with_2_renamed_copies_by_default(tmp_path, babi_root):

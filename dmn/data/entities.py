@@ -6,8 +6,14 @@ the question against the story, not by knowing the word, so renaming an example'
 (story, question and answer alike, a bijection of the unit's entities) gives an example whose answer is as
 right as the original's, with the same structure and other names. A copy renames an example by a random
 permutation; the model then cannot tie an answer to a name it memorised, which is how it overfits 900
-stories. Where an entity also carries a meaning beyond its identity (bAbI task 20: "tired" sends a person to
-the bedroom), the renamed copies contradict the data: the validation set, which is never renamed, shows it.
+stories.
+
+That holds only where the unit's answers are copied from its stories. Where a word the stories use is the
+answer of an example whose story lacks it, answers are inferred, and renaming would contradict the inference:
+in bAbI task 15, "wolf" answers "what is gertrude afraid of" from "gertrude is a mouse" and "mice are afraid
+of wolves" (a plural the renaming cannot see), and the story holds "wolf" only when someone is one; in task
+20, "kitchen" answers "where will antoine go" from "antoine is hungry". Such a unit has no entities. (A word
+no story uses, "nothing" or "yes", is no entity and no evidence either.)
 
 Nothing here names a word: a copy of bAbI relabelled in the words' order (bench/relabel_babi.py) gets the
 same entities, in the same order, and the same copies (tests/test_bench.py trains on both with renamed
@@ -22,18 +28,23 @@ from dmn.data.vocab import tokenize
 
 
 def entities(rows: list[dict]) -> list[str]:
-    """The unit's entities (lower case, sorted): one-word answers that occur in their own example's story."""
+    """The unit's entities (lower case, sorted): one-word answers that occur in their own example's story; none
+    when a word of the stories answers an example whose story lacks it (the answers are inferred, not copied)."""
     return sorted(_written(rows))
 
 
 def _written(rows: list[dict]) -> dict[str, str]:
-    """Entity (lower case) -> its answer as the data writes it ("bill" -> "Bill")."""
-    found = {}
+    """Entity (lower case) -> its answer as the data writes it ("bill" -> "Bill"); {} for a unit whose answers
+    are inferred."""
+    found, missing = {}, set()
     for row in rows:
         answer = row["answer"].lower()
         if any(answer in sentence for sentence in row["story_tokens"]):
             found.setdefault(answer, row["answer"])
-    return found
+        else:
+            missing.add(answer)
+    story_words = {word for row in rows for sentence in row["story_tokens"] for word in sentence}
+    return {} if missing & story_words else found
 
 
 def _groups(written: dict[str, str]) -> list[list[str]]:
