@@ -64,9 +64,9 @@ class BabiRunConfig(RunConfig):
     entity_copies: list[int] | None = Field(
         None,
         description="Renamed copies of each training story (dmn/data/entities.py): its entities, the one-word answers "
-        "found in their own story (places, people, objects), permuted in story, question and answer alike; 0: the "
-        "stories as they are (the DMN+ paper). Several values train a model each per bAbI task and keep the best on "
-        "validation (renaming misleads where an entity means more than its name: task 15's 'wolf' and 'wolves'). "
+        "found in their own story (places, people, objects), permuted in story, question and answer alike; a task "
+        "whose answers are inferred rather than copied from its stories (15, 20) has none; 0: the stories as they "
+        "are (the DMN+ paper). Several values train a model each per bAbI task and keep the best on validation. "
         "None: [4, 0] for a training file of up to 2,000 questions (bAbI 1k, where 900 stories overfit, and a task "
         "whose 10k file is missing, read from its 1k file), [0] for a larger one (10k).",
     )
