@@ -210,7 +210,7 @@ def evaluate_unit(
 
     `vocab` is the one the model was trained with (default: the dataset's own, as in the run that trained it);
     a registered version evaluated on another dataset reads that dataset's words through its own vocabulary,
-    the words it never saw as the unknown word and answers it cannot give as wrong. The device is this
+    the words missing from it as the unknown word and answers it cannot give as wrong. The device is this
     machine's ('auto': CUDA when present), not the one the model was trained on."""
     model, meta = load_checkpoint(checkpoint)
     device = resolve_device(device)
