@@ -6,9 +6,9 @@
 The results files are written by `python bench/record_run.py --name babi-1k -- run babi --babi-tasks all` (the
 default: at 1k, one joint model of the 20 tasks), the same with `--joint no` (`--name babi-1k-per-task`, a model
 per task, the papers' protocol), with `--seeds 0,1` (`--name babi-1k-joint-seeds-2`, two joint models, validation
-choosing per task), with `--joint-entity-copies 4` (`--name babi-1k-joint`) and with `--joint no
---supervise-gates` (`--name babi-1k-supervised`, the attention trained on the supporting facts), with
-`--supervise-gates` alone (`--name babi-1k-joint-supervised`), and
+choosing per task), with `--patience 40` (`--name babi-1k-patience-40`), with `--joint-entity-copies 4`
+(`--name babi-1k-joint`) and with `--joint no --supervise-gates` (`--name babi-1k-supervised`, the attention
+trained on the supporting facts), with `--supervise-gates` alone (`--name babi-1k-joint-supervised`), and
 `python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its file is
 left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
 """
@@ -29,6 +29,7 @@ RUNS = {
     "babi-1k-per-task": "1k, a model per task",
     "babi-1k-joint-seeds-2": "1k, joint, 2 seeds",
     "babi-1k-joint-each-task-epochs": "1k, joint, each task's epoch",
+    "babi-1k-patience-40": "1k, joint, patience 40",
     "babi-1k-joint": "1k, joint, 4 renamed copies",
     "babi-1k-joint-supervised": "1k, joint, gates supervised",
     "babi-1k-supervised": "1k, a model per task, gates supervised",
