@@ -55,8 +55,9 @@ def confusion_matrix(answers: torch.Tensor, target: torch.Tensor, classes: int) 
 
 def _unknown(data: Examples, per_token: bool) -> dict:
     """What the model's vocabulary lacks in `data`: "input_tokens" (every token its stories and questions hold,
-    tagging's word features included; questions only for images), how many of them are the unknown word, and
-    "unknown_answers", the answers (with `per_token`, the tags) it cannot give, which are scored wrong."""
+    the tokens an application adds to a word included; questions only for images), how many of them are the
+    unknown word, and "unknown_answers", the answers (with `per_token`, the tags) it cannot give, which are scored
+    wrong."""
     ids = data.question if data.is_images else torch.cat([data.story.flatten(), data.question.flatten()])
     return {
         "input_tokens": int((ids != 0).sum()),  # 0 pads

@@ -71,7 +71,7 @@ def evaluate_registered(
         )
         dataset = app.tokenise(app.ingest(config, data_root), data_root)
         dataset.require(checkpoints)
-        dataset.require_examples(checkpoints, "test", source)
+        dataset.require_examples(checkpoints, ("test",), source)
         vocab = Vocabulary.load(local / "vocab.json")  # the version's: the dataset's own may number words otherwise
         results = [evaluate_unit(app, dataset, u, path, vocab=vocab) for u, path in sorted(checkpoints.items())]
         report = build_report(app, config, dataset, results, version.tags.get("training_digest", ""))

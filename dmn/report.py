@@ -61,8 +61,8 @@ def report_markdown(report: dict) -> str:
         if "input_tokens" in evaluated:  # what the version's vocabulary lacks in another dataset
             lines += [
                 f"Test tokens missing from this version's vocabulary (read as the unknown word): "
-                f"{evaluated['unknown_input_tokens']:,} of {evaluated['input_tokens']:,} (stories and questions, "
-                f"tagging's word features included); test answers (tagging: tags) it cannot give, scored wrong: "
+                f"{evaluated['unknown_input_tokens']:,} of {evaluated['input_tokens']:,} (every token its models "
+                f"read in the stories and questions); test answers (tagging: tags) it cannot give, scored wrong: "
                 f"{evaluated['unknown_answers']:,}."
             ]
         lines += [""]

@@ -64,8 +64,7 @@ def run_application(app_name: str, config: RunConfig, gate: Gate) -> dict:
     dataset = _fresh(tokenise, tokenise(app_name, raw, data_root), app_name, raw, data_root)
     units = app.units(config)
     dataset.require(units)
-    for split in ("train", "test"):  # a dev split is optional: the training file's cut stands in for it
-        dataset.require_examples(units, split, config.source)
+    dataset.require_examples(units, ("train", "test"), config.source)  # no dev split: the training file's cut
     variants = {unit: app.setting_variants(config, unit, dataset) for unit in units}
     joint = app.joint_settings(config, units, dataset)  # {unit: settings} of one model of all the units, or None
     seeds = config.seeds or [config.train.seed]

@@ -48,24 +48,29 @@ class TokenisedData:
         if missing:
             raise DataError(self.path, f"{self.unit_title}(s) {missing} not in this dataset (has {list(self.units)})")
 
-    def require_examples(self, units, split: str, source: str) -> None:
-        """Raise DataError naming `source` when a unit has no examples in `split` (a source of test files
-        alone can be evaluated, not trained on)."""
-        empty = [unit for unit in units if not self._count(unit, split)]
-        if empty:
-            alone = " (a source of test files alone can be evaluated: `dmn evaluate`)" if split == "train" else ""
-            raise DataError(source, f"no {split} examples of {self.unit_title}(s) {empty} there{alone}")
-
-    def _count(self, unit, split: str) -> int:
-        filesystem, path = storage.resolve(storage.join(self.path, f"{self.unit_name}={unit}"))
-        return pq.read_table(path, filesystem=filesystem, columns=["split"], filters=[("split", "=", split)]).num_rows
+    def require_examples(self, units, splits: tuple[str, ...], source: str) -> None:
+        """Raise DataError naming `source` when a unit has no examples in one of `splits` (a source of test
+        files alone can be evaluated, not trained on); reads each unit's split column once."""
+        present = {unit: self._splits(unit) for unit in units}
+        for split in splits:
+            empty = [unit for unit in units if split not in present[unit]]
+            if empty:
+                alone = " (a source of test files alone can be evaluated: `dmn evaluate`)" if split == "train" else ""
+                raise DataError(source, f"no {split} examples of {self.unit_title}(s) {empty} there{alone}")
 
     def read(self, unit, split: str) -> list[dict]:
         """Rows of one unit and split, reading that unit's partition only."""
         self.require([unit])
-        filesystem, path = storage.resolve(storage.join(self.path, f"{self.unit_name}={unit}"))
-        table = pq.read_table(path, filesystem=filesystem, filters=[("split", "=", split)])
-        return table.to_pylist()
+        filesystem, path = self._partition(unit)
+        return pq.read_table(path, filesystem=filesystem, filters=[("split", "=", split)]).to_pylist()
+
+    def _splits(self, unit) -> set[str]:
+        filesystem, path = self._partition(unit)
+        return set(pq.read_table(path, filesystem=filesystem, columns=["split"]).column("split").unique().to_pylist())
+
+    def _partition(self, unit) -> tuple:
+        """(filesystem, path) of one unit's partition."""
+        return storage.resolve(storage.join(self.path, f"{self.unit_name}={unit}"))
 
 
 def publish(target: str, unit_name: str, tables: dict, vocab: Vocabulary, manifest: dict) -> None:
