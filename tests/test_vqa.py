@@ -294,6 +294,18 @@ def test_vqa_v2_reader_through_datasets_and_its_refusals(tmp_path):
         read_vqa_split(files, "val2014", (112, 112, 3))
 
 
+def test_a_vqa_v2_source_without_a_val_split_is_refused_before_anything_is_written(prefect_api, tmp_path, capsys):
+    source = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "test2015": 2})
+    (source / "v2_mscoco_test2015_annotations.json").unlink()  # as released: test questions carry no answers
+    data = tmp_path / "data"
+    code = main(["run", "vqa", "--datasets", "vqa-v2", "--source", str(source), "--data-root", str(data)])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error, error
+    assert f"{source}: no VQA v2 split to test on among test2015, train2014" in error
+    assert "a split named *val* (val2014)" in error
+    assert not (data / "tokens").exists() and not (data / "models").exists()
+
+
 def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_api, tmp_path, monkeypatch):
     source = _vqa_v2(tmp_path / "vqa", {"train2014": 12, "val2014": 4})
     config = VqaRunConfig(

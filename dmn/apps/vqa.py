@@ -123,8 +123,16 @@ def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
     if "shapes" in config.datasets:
         if SHAPES_FILES - names:
             raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(SHAPES_FILES - names))}")
-    if "vqa-v2" in config.datasets and not split_names(raw.files()):
-        raise DataError(config.source, "no VQA v2 *_questions.json there")
+    if "vqa-v2" in config.datasets:
+        splits = split_names(raw.files())
+        if not splits:
+            raise DataError(config.source, "no VQA v2 *_questions.json there")
+        if not any("val" in name for name in splits):  # a run and `dmn evaluate` both test on it
+            raise DataError(
+                config.source,
+                f"no VQA v2 split to test on among {', '.join(splits)}: the test examples are a split named *val* "
+                "(val2014) with its annotations; the *test* splits publish no answers",
+            )
     return raw
 
 
