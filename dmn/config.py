@@ -111,6 +111,14 @@ class TrainConfig(BaseModel):
         description="Last share of the training file held out for validation, where the data has no published "
         "validation split (bAbI; SST validates on its dev split).",
     )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Validate and keep an exponential moving average of the weights instead of the weights as "
+        "trained: w_avg <- ema_decay * w_avg + (1 - ema_decay) * w after every step (Polyak averaging; 0.999 "
+        "averages about the last 1,000 steps). None: the weights as trained (the papers).",
+    )
     bucket_by_length: bool = Field(
         False,
         description="Batch examples of similar length together (windows of 50 batches sorted by length, the batches "

@@ -1,6 +1,7 @@
 """Training of one DMN (either architecture) on one unit, as the DMN+ paper: Adam, L2 on non-bias weights,
 early stopping on the validation loss, and selection of the epoch with the lowest validation loss (or, with
-`select_by="valid_accuracy"`, the highest validation accuracy). The loss
+`select_by="valid_accuracy"`, the highest validation accuracy). With `ema_decay`, the weights validated and kept
+are an exponential moving average of the trained ones (Polyak averaging), not the trained ones. The loss
 is the cross-entropy of the answer (one class, or every word of a sequence with teacher forcing), plus, with
 `supervise_gates`, the cross-entropy of each pass's gates against that pass's supporting fact (Kumar 2016).
 
@@ -37,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
@@ -46,7 +48,7 @@ from dmn.data.batching import IGNORE, Batch, Examples, make_batch
 from dmn.errors import ConfigError, DataError
 from dmn.models import ModelOutput, ModelSizes, build_model
 
-PROGRESS_FORMAT = "dmn-progress/4"
+PROGRESS_FORMAT = "dmn-progress/5"
 
 # the stop of the trainings started inside a stopping_on_interrupt block: a thread started there (Prefect's thread
 # runner copies the submitting context) reads it before every batch; outside such a block there is none
@@ -143,6 +145,18 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     groups = [{"params": decay, "weight_decay": config.l2}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel for all parameters (CPU and CUDA); per-tensor updates cost ~10 % of a step on CPU
     return torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
+
+
+def moving_average(model: torch.nn.Module, optimizer: torch.optim.Optimizer, decay: float | None):
+    """An exponential moving average of `model`'s weights, w_avg <- decay * w_avg + (1 - decay) * w after every
+    step of `optimizer` (Polyak averaging, torch.optim.swa_utils; the first step copies w); None without a decay.
+
+    Its `module` is a model of the same shape: the one validation scores and the checkpoint keeps."""
+    if decay is None:
+        return None
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    optimizer.register_step_post_hook(lambda optimizer, args, kwargs: average.update_parameters(model))
+    return average
 
 
 def exact_match(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -255,12 +269,14 @@ def train_dmn(
             model.embedding.weight[found, :dimensions] = vectors[found, :dimensions]
     model = model.to(device)
     optimizer = optimizer_for(model, train_config)
+    average = moving_average(model, optimizer, train_config.ema_decay)
+    scored = model if average is None else average.module  # the weights validation scores and the checkpoint keeps
     torch.manual_seed(train_config.seed * 1000 + rank + 1)  # but each rank its own dropout masks
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_valid_loss": float("inf"), "best_valid_accuracy": 0.0}
     state["best_state"] = None
     state["part_best"] = {}
     if progress_path is not None and storage.exists(progress_path):
-        state = _resume(progress_path, model, optimizer, model_config, train_config, rank)
+        state = _resume(progress_path, model, optimizer, average, model_config, train_config, rank)
     network = DistributedDataParallel(model) if world_size > 1 else model
     sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=train_config.seed)
     facts = train.fact_counts()  # (N,) facts per example, the length bucketing reads
@@ -284,7 +300,7 @@ def train_dmn(
             order = bucketed(order, facts, local_batch, train_config.seed * 100_003 + epoch)
         train_metrics = run_epoch(network, train, local_batch, device, optimizer, order, supervise)
         train_seconds = time.perf_counter() - epoch_started
-        valid_metrics = run_epoch(model, valid, train_config.batch_size, device, supervise_gates=supervise)
+        valid_metrics = run_epoch(scored, valid, train_config.batch_size, device, supervise_gates=supervise)
         # every rank sees the same (reduced) losses, so all stop together
         if not (math.isfinite(train_metrics["loss"]) and math.isfinite(valid_metrics["loss"])):
             raise ConfigError(
@@ -308,15 +324,17 @@ def train_dmn(
         ):
             state.update(best_epoch=epoch, best_valid_loss=record["valid_loss"])
             state["best_valid_accuracy"] = record["valid_accuracy"]
-            state["best_state"] = _weights(model)
+            state["best_state"] = _weights(scored)
         for part, examples in (valid_parts or {}).items():
-            figures = run_epoch(model, examples, train_config.batch_size, device, supervise_gates=supervise)
+            figures = run_epoch(scored, examples, train_config.batch_size, device, supervise_gates=supervise)
             best = state["part_best"].get(part)
             key = selection_key(train_config.select_by, figures["loss"], figures["accuracy"])
             if best is None or key < selection_key(train_config.select_by, best["loss"], best["accuracy"]):
-                state["part_best"][part] = {"epoch": epoch, **figures, "state": _weights(model)}
+                state["part_best"][part] = {"epoch": epoch, **figures, "state": _weights(scored)}
         if progress_path is not None:
-            _save_progress(progress_path, state, model, optimizer, model_config, train_config, rank, world_size)
+            _save_progress(
+                progress_path, state, model, optimizer, average, model_config, train_config, rank, world_size
+            )
         epochs.set_postfix(valid_loss=f"{record['valid_loss']:.3f}", valid_acc=f"{record['valid_accuracy']:.3f}")
         if on_epoch is not None and rank == 0:
             on_epoch(record)
@@ -349,7 +367,7 @@ def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def _save_progress(path, state, model, optimizer, model_config, train_config, rank, world_size) -> None:
+def _save_progress(path, state, model, optimizer, average, model_config, train_config, rank, world_size) -> None:
     """Rank 0 writes the epoch's state, with every rank's RNG state, whole or not at all (dmn/storage.py)."""
     device = next(model.parameters()).device
     rng_states = [_rng_states(device)] if world_size == 1 else [None] * world_size
@@ -365,14 +383,16 @@ def _save_progress(path, state, model, optimizer, model_config, train_config, ra
         **state,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict(),
+        "average_state": None if average is None else average.state_dict(),
         "rng_states": [state for state, _ in rng_states],
         "device_rng_states": [state for _, state in rng_states],
     }
     storage.save_torch(payload, path)
 
 
-def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
-    """Load a progress checkpoint into `model` and `optimizer`; refuse a foreign or corrupt one untouched."""
+def _resume(path, model, optimizer, average, model_config, train_config, rank) -> dict:
+    """Load a progress checkpoint into `model`, `optimizer` and the moving `average` (if any); refuse a foreign or
+    corrupt one untouched."""
     try:
         payload = storage.load_torch(path)
     except Exception as error:
@@ -385,6 +405,8 @@ def _resume(path, model, optimizer, model_config, train_config, rank) -> dict:
         raise DataError(path, "written for another configuration; remove it to start over")
     model.load_state_dict(payload["model_state"])
     optimizer.load_state_dict(payload["optimizer_state"])
+    if average is not None:
+        average.load_state_dict(payload["average_state"])
     if len(payload["rng_states"]) > rank:  # the same world size resumes exactly; another keeps fresh streams
         torch.set_rng_state(payload["rng_states"][rank])
         device_state = payload["device_rng_states"][rank]

@@ -6,6 +6,7 @@ Heavy imports (torch, prefect, mlflow) happen inside the commands so `dmn --help
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -30,17 +31,22 @@ def _babi_tasks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _accuracy_or_none(text: str) -> float | str:
-    """'none' (no target: train until the patience runs out) or an accuracy in (0, 1]."""
-    if text.strip().lower() == "none":
-        return "none"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or 'none', got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or 'none', got {text!r}")
-    return value
+def _fraction_or_none(what: str, one_allowed: bool):
+    """An argparse type: 'none' or a number in (0, 1] (`one_allowed`) or in (0, 1)."""
+    interval = "(0, 1]" if one_allowed else "(0, 1)"
+
+    def parse(text: str) -> float | str:
+        if text.strip().lower() == "none":
+            return "none"
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value < 1 or (one_allowed and value == 1)):
+            raise argparse.ArgumentTypeError(f"expected {what} in {interval} or 'none', got {text!r}")
+        return value
+
+    return parse
 
 
 def _copies_list(text: str) -> list[int]:
@@ -84,7 +90,7 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     )
     parser.add_argument(
         "--target-valid-accuracy",
-        type=_accuracy_or_none,
+        type=_fraction_or_none("an accuracy", one_allowed=True),
         help="stop once an epoch's validation accuracy reaches this (e.g. 1.0); 'none': train until the patience ends",
     )
     parser.add_argument(
@@ -95,6 +101,12 @@ def _add_run_options(parser: argparse.ArgumentParser, config_type: type[RunConfi
     parser.add_argument("--batch-size", type=int, help="examples per step")
     parser.add_argument("--learning-rate", type=float, help="Adam's learning rate")
     parser.add_argument("--l2", type=float, help="L2 coefficient on non-bias weights")
+    parser.add_argument(
+        "--ema-decay",
+        type=_fraction_or_none("a decay", one_allowed=False),
+        help="validate and keep a moving average of the weights with this decay per step (e.g. 0.999; bAbI's "
+        "default); 'none': the weights as trained (the papers; the other applications' default)",
+    )
     parser.add_argument(
         "--model",
         dest="architecture",
@@ -423,10 +435,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _train_options(args: argparse.Namespace) -> dict:
-    """The TrainConfig options given, typed: 'none' turns the target accuracy off, 'on'/'off' are booleans."""
+    """The TrainConfig options given, typed: 'none' turns the target accuracy or the average off, 'on'/'off' are
+    booleans."""
     given = _given(args, TrainConfig)
-    if given.get("target_valid_accuracy") == "none":
-        given["target_valid_accuracy"] = None
+    for name in ("target_valid_accuracy", "ema_decay"):
+        if given.get(name) == "none":
+            given[name] = None
     if "bucket_by_length" in given:
         given["bucket_by_length"] = given["bucket_by_length"] == "on"
     return given

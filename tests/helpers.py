@@ -34,6 +34,11 @@ def small_task_1(babi_en: Path, n_train: int = 256, n_valid: int = 64):
     return BABI.encode(train, vocab, cut, "class"), BABI.encode(valid, vocab, cut, "class"), vocab
 
 
+def resumable_config(epochs: int) -> TrainConfig:
+    """The training of the resume test: a moving average of the weights too, which a resumed run must restore."""
+    return TrainConfig(max_epochs=epochs, patience=50, batch_size=32, ema_decay=0.9)
+
+
 def train_small(
     babi_en: str,
     out_dir: str,
@@ -84,7 +89,7 @@ if __name__ == "__main__":  # python -m tests.helpers BABI_EN OUT_DIR PROGRESS_P
     train_small(
         sys.argv[1],
         sys.argv[2],
-        TrainConfig(max_epochs=int(sys.argv[4]), patience=50, batch_size=32),
+        resumable_config(int(sys.argv[4])),
         sys.argv[3],
         kill_self_after_epoch(int(sys.argv[5])),
     )

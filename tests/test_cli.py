@@ -37,6 +37,24 @@ def test_a_negative_count_of_renamed_copies_is_refused_by_name(tmp_path):
     assert "Traceback" not in done.stderr and not (tmp_path / "data").exists()
 
 
+def test_the_moving_average_is_babis_default_and_the_option_sets_or_turns_it_off(capsys):
+    from flows.cli import build_parser, config_from_args, main
+
+    def train(*options):
+        return config_from_args(build_parser().parse_args(["run", *options])).train
+
+    assert train("babi").ema_decay == 0.999 and train("sst").ema_decay is None  # the papers' elsewhere
+    assert train("babi", "--ema-decay", "none").ema_decay is None
+    assert train("sst", "--ema-decay", "0.99").ema_decay == 0.99
+    for value in ("1", "0", "x"):
+        with pytest.raises(SystemExit) as exit_status:
+            main(["run", "babi", "--ema-decay", value])
+        error = capsys.readouterr().err
+        assert (
+            exit_status.value.code == 2 and f"--ema-decay: expected a decay in (0, 1) or 'none', got '{value}'" in error
+        )
+
+
 def test_run_prints_the_table_and_the_registered_version(prefect_api, babi_root, tmp_path):
     done = dmn(
         "run",

@@ -14,9 +14,9 @@ from dmn.config import DistributedConfig, TrainConfig
 from dmn.distributed import DistributedTrainingError, launch
 from dmn.errors import ConfigError, DataError
 from tests.conftest import free_port
-from tests.helpers import fail_first_attempt_on_rank_1, fail_on_rank_1, train_small
+from tests.helpers import fail_first_attempt_on_rank_1, fail_on_rank_1, resumable_config, train_small
 
-CONFIG = TrainConfig(max_epochs=3, patience=50, batch_size=32, seed=5)
+CONFIG = TrainConfig(max_epochs=3, patience=50, batch_size=32, seed=5, ema_decay=0.9)  # each rank its average
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +67,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
     epochs = 6
     (tmp_path / "straight").mkdir()
     straight = torch.load(
-        train_small(
-            str(babi_en), str(tmp_path / "straight"), TrainConfig(max_epochs=epochs, patience=50, batch_size=32)
-        ),
+        train_small(str(babi_en), str(tmp_path / "straight"), resumable_config(epochs)),
         weights_only=True,
     )
     progress = tmp_path / "progress.pt"
@@ -83,9 +81,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
     assert not (tmp_path / "rank0.pt").exists()  # it never finished
     assert torch.load(progress, weights_only=True)["epoch"] == 2
     resumed = torch.load(
-        train_small(
-            str(babi_en), str(tmp_path), TrainConfig(max_epochs=epochs, patience=50, batch_size=32), str(progress)
-        ),
+        train_small(str(babi_en), str(tmp_path), resumable_config(epochs), str(progress)),
         weights_only=True,
     )
 

@@ -103,6 +103,47 @@ def test_selection_by_validation_accuracy_and_the_target_accuracy_stop(tmp_path,
     assert stopped.best_epoch == first["epoch"] == len(stopped.history)
 
 
+def test_the_moving_average_follows_every_step_from_a_copy_of_the_first():
+    from dmn.train import moving_average
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    average = moving_average(model, optimizer, 0.75)
+    expected = None
+    for _ in range(3):
+        model(torch.randn(4, 3)).square().sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        live = model.weight.detach().clone()
+        expected = live if expected is None else 0.75 * expected + 0.25 * live  # w_avg <- d w_avg + (1 - d) w
+        assert torch.allclose(average.module.weight, expected, atol=1e-6)
+    assert not torch.allclose(average.module.weight, model.weight)
+    assert moving_average(model, optimizer, None) is None
+
+
+def test_with_a_moving_average_validation_scores_and_the_checkpoint_keeps_the_average(tmp_path, babi_root):
+    from dmn.data.vocab import Vocabulary
+    from dmn.models import ModelSizes, build_model
+    from dmn.train import run_epoch, train_dmn
+
+    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
+    vocab = Vocabulary.load(dataset.vocab_path)
+    rows = dataset.read(1, "train")
+    train, valid = BABI.encode(rows[:200], vocab, CUT, "class"), BABI.encode(rows[-100:], vocab, CUT, "class")
+    sizes, model_config = ModelSizes(len(vocab.words), len(vocab.answers)), ModelConfig(hidden_size=16)
+    config = TrainConfig(max_epochs=6, patience=6, batch_size=20, learning_rate=0.01)
+    plain = train_dmn(train, valid, model_config, config, sizes)
+    averaged = train_dmn(train, valid, model_config, config.model_copy(update={"ema_decay": 0.9}), sizes)
+    # the average changes what is scored and kept, not what is trained
+    assert [r["train_loss"] for r in averaged.history] == [r["train_loss"] for r in plain.history]
+    assert [r["valid_loss"] for r in averaged.history] != [r["valid_loss"] for r in plain.history]
+    model = build_model(model_config, sizes)
+    model.load_state_dict(averaged.state_dict)
+    assert run_epoch(model, valid, 20, "cpu")["loss"] == pytest.approx(averaged.best_valid_loss, abs=1e-5)
+    assert averaged.best_valid_loss == min(r["valid_loss"] for r in averaged.history)
+
+
 def test_a_diverging_run_stops_at_once_naming_the_learning_rate(tmp_path, babi_root):
     dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     config = TrainConfig(max_epochs=20, patience=20, batch_size=100, learning_rate=1e12, l2=0.0)

@@ -54,12 +54,15 @@ class BabiRunConfig(RunConfig):
     source_sha256: str | None = Field(None, description="Expected sha256 of a tarball source.")
     model_name: str = Field("dmn-babi", description="Registered model name in MLflow.")
     train: TrainConfig = Field(
-        TrainConfig(bucket_by_length=True, select_by="valid_accuracy", target_valid_accuracy=1.0, l2=1e-4),
+        TrainConfig(
+            bucket_by_length=True, select_by="valid_accuracy", target_valid_accuracy=1.0, l2=1e-4, ema_decay=0.999
+        ),
         description="The training protocol of each model: the paper's, but batches bucketed by story length, "
         "the epoch of the highest validation accuracy kept, stopping at 100 % (on 100 validation questions the loss "
-        "rises with confidence while the accuracy still climbs; README, `dmn run babi`), and an L2 penalty of 1e-4 "
+        "rises with confidence while the accuracy still climbs; README, `dmn run babi`), an L2 penalty of 1e-4 "
         "(with the public code's 1e-3, task 17 stays at chance at 10k and task 18 fails; without one, task 2 fails "
-        "and task 17 overfits: README, Results).",
+        "and task 17 overfits: README, Results), and a moving average of the weights validated and kept (decay "
+        "0.999: the 20 tasks at 1k, one training, 15.6 % mean error against 16.9 % with the weights as trained).",
     )
     entity_copies: list[int] | None = Field(
         None,
