@@ -100,6 +100,7 @@ def main() -> None:
         "max_sentences": settings.get("sentence_limit"),
         "processes": args.nproc_per_node,
         "bucket_by_length": train_config.bucket_by_length,
+        "ema_decay": train_config.ema_decay,  # the application's default: its update is part of every step
         "train_examples": len(train),
         **rates,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",

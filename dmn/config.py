@@ -116,8 +116,9 @@ class TrainConfig(BaseModel):
         gt=0,
         lt=1,
         description="Validate and keep an exponential moving average of the weights instead of the weights as "
-        "trained: w_avg <- ema_decay * w_avg + (1 - ema_decay) * w after every step (Polyak averaging; 0.999 "
-        "averages about the last 1,000 steps). None: the weights as trained (the papers).",
+        "trained (Polyak averaging): after every step w_avg <- d * w_avg + (1 - d) * w, the first step a copy, "
+        "d = min(ema_decay, (1 + n) / (10 + n)) after n steps (TensorFlow's warm-up: a short run averages few "
+        "steps); 0.999 averages about the last 1,000 steps of a long run. None: the weights as trained (the papers).",
     )
     bucket_by_length: bool = Field(
         False,

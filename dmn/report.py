@@ -46,13 +46,15 @@ def unit_results(report: dict) -> list[dict]:
 def report_markdown(report: dict) -> str:
     unit_title = report.get("unit_title", "bAbI task")
     supervision = "gates supervised with the supporting facts" if report.get("supervise_gates") else "answers only"
+    decay = report["config"].get("train", {}).get("ema_decay")
+    kept = f"; weights kept: a moving average of the trained ones (decay {decay})" if decay else ""
     lines = [
         f"# {report.get('architecture', 'dmn+').upper()} on {report.get('dataset', 'bAbI')}: evaluation on the "
         f"test split",
         "",
         f"Model: {report.get('architecture', 'dmn+')} ({report.get('answer', 'class')} answers, "
         f"{_passes(report['config']['model'].get('passes', 3))}, word vectors "
-        f"{report['config']['model'].get('word_vectors', 'random')}); training: {supervision}.",
+        f"{report['config']['model'].get('word_vectors', 'random')}); training: {supervision}{kept}.",
         "",
     ]
     if "evaluated" in report:  # a re-evaluation of a registered version: which one an alias resolved to

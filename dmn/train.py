@@ -11,8 +11,8 @@ gradients, so a step sees the same examples and takes the same update as one pro
 learning rate is therefore not scaled with the world size. Every rank validates on the whole validation set
 (identical weights give identical decisions); rank 0 alone writes the progress checkpoint.
 
-Resumable: with `progress_path`, the state after every epoch (weights, optimiser, epoch, early-stopping
-state and the RNG state of every rank) is written atomically, and a new call resumes from it; the
+Resumable: with `progress_path`, the state after every epoch (weights, optimiser, moving average, epoch,
+early-stopping state and the RNG state of every rank) is written atomically, and a new call resumes from it; the
 sampler's order depends only on the seed and the epoch, so a resumed run ends as an uninterrupted one.
 
 Stoppable: a `stopping_on_interrupt()` block left by an exception (Ctrl-C, SIGTERM) stops the trainings started
@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
@@ -147,14 +147,25 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.Adam(groups, lr=config.learning_rate, fused=True)
 
 
-def moving_average(model: torch.nn.Module, optimizer: torch.optim.Optimizer, decay: float | None):
-    """An exponential moving average of `model`'s weights, w_avg <- decay * w_avg + (1 - decay) * w after every
-    step of `optimizer` (Polyak averaging, torch.optim.swa_utils; the first step copies w); None without a decay.
+def moving_average(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, decay: float | None
+) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights after every step of `optimizer` (Polyak averaging,
+    torch.optim.swa_utils): the first step copies w, the n-th (n >= 1 updates before it) takes
+    w_avg <- d * w_avg + (1 - d) * w with d = min(decay, (1 + n) / (10 + n)), TensorFlow's
+    ExponentialMovingAverage with num_updates: a run of few steps averages over few, not over its initial
+    weights. None without a decay.
 
     Its `module` is a model of the same shape: the one validation scores and the checkpoint keeps."""
     if decay is None:
         return None
-    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        step_decay = min(decay, (1 + float(updates)) / (10 + float(updates)))
+        for average_weight, weight in zip(averaged, current):
+            average_weight.lerp_(weight, 1 - step_decay)
+
+    average = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
     optimizer.register_step_post_hook(lambda optimizer, args, kwargs: average.update_parameters(model))
     return average
 

@@ -223,7 +223,7 @@ def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(
 
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # for the training processes, which read it afresh
     (tmp_path / "source").symlink_to(babi_en)
-    train = TrainConfig(max_epochs=3, patience=3, batch_size=32, select_by="valid_accuracy")
+    train = TrainConfig(max_epochs=3, patience=3, batch_size=32, select_by="valid_accuracy", ema_decay=0.99)
     config = _config(tmp_path, entity_copies=[1, 0], model=ModelConfig(hidden_size=16), train=train)
     state = babi_flow(config, return_state=True)
     outcome = state.result()
@@ -243,6 +243,7 @@ def test_each_settings_variant_trains_a_model_and_validation_keeps_the_best(
     kept = outcome["report"]["units"][0]
     assert kept["settings"] == best["settings"]
     assert ("renamed copies" in report_markdown(outcome["report"])) == (kept["settings"]["entity_copies"] > 0)
+    assert "weights kept: a moving average of the trained ones (decay 0.99)." in report_markdown(outcome["report"])
 
 
 def test_a_joint_model_of_the_tasks_competes_with_each_tasks_own_and_can_answer_them_all(

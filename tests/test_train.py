@@ -103,20 +103,21 @@ def test_selection_by_validation_accuracy_and_the_target_accuracy_stop(tmp_path,
     assert stopped.best_epoch == first["epoch"] == len(stopped.history)
 
 
-def test_the_moving_average_follows_every_step_from_a_copy_of_the_first():
+def test_the_moving_average_follows_every_step_from_a_copy_of_the_first_and_warms_up_to_its_decay():
     from dmn.train import moving_average
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    average = moving_average(model, optimizer, 0.75)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)  # the pipeline's optimiser
+    average = moving_average(model, optimizer, 0.5)
     expected = None
-    for _ in range(3):
+    for updates in range(12):
         model(torch.randn(4, 3)).square().sum().backward()
         optimizer.step()
         optimizer.zero_grad()
         live = model.weight.detach().clone()
-        expected = live if expected is None else 0.75 * expected + 0.25 * live  # w_avg <- d w_avg + (1 - d) w
+        decay = min(0.5, (1 + updates) / (10 + updates))  # 2/11, 3/12, ... up to the decay from the 8th update
+        expected = live if expected is None else decay * expected + (1 - decay) * live  # w_avg <- d w_avg + (1-d) w
         assert torch.allclose(average.module.weight, expected, atol=1e-6)
     assert not torch.allclose(average.module.weight, model.weight)
     assert moving_average(model, optimizer, None) is None
@@ -142,6 +143,9 @@ def test_with_a_moving_average_validation_scores_and_the_checkpoint_keeps_the_av
     model.load_state_dict(averaged.state_dict)
     assert run_epoch(model, valid, 20, "cpu")["loss"] == pytest.approx(averaged.best_valid_loss, abs=1e-5)
     assert averaged.best_valid_loss == min(r["valid_loss"] for r in averaged.history)
+    torch.manual_seed(config.seed)  # train_dmn's initial weights: the average moved away from them
+    initial = build_model(model_config, sizes).state_dict()
+    assert not all(torch.allclose(initial[name], value) for name, value in averaged.state_dict.items())
 
 
 def test_a_diverging_run_stops_at_once_naming_the_learning_rate(tmp_path, babi_root):
@@ -229,7 +233,9 @@ def test_a_joint_model_learns_several_tasks_and_is_saved_per_task_with_its_own_f
 
     dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     settings = {1: CUT, 4: {"sentence_limit": 1}}  # task 4's stories are two sentences: cut to the last one
-    model_config, train_config = ModelConfig(hidden_size=32), TrainConfig(max_epochs=6, patience=6, batch_size=32)
+    # with a moving average of the weights: each task's figures are those of the weights it keeps all the same
+    train_config = TrainConfig(max_epochs=6, patience=6, batch_size=32, ema_decay=0.9)
+    model_config = ModelConfig(hidden_size=32)
     paths = train_joint(BABI, dataset, [1, 4], settings, model_config, train_config, tmp_path / "models")
     assert sorted(paths) == [1, 4] and paths[1] != paths[4]
     (model, meta_1), (other, meta_4) = load_checkpoint(paths[1]), load_checkpoint(paths[4])

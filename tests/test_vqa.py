@@ -294,7 +294,7 @@ def test_vqa_v2_reader_through_datasets_and_its_refusals(tmp_path):
         read_vqa_split(files, "val2014", (112, 112, 3))
 
 
-def test_a_vqa_v2_source_without_a_val_split_is_refused_before_anything_is_written(prefect_api, tmp_path, capsys):
+def test_a_vqa_v2_source_without_a_val_split_is_refused_before_tokenising(prefect_api, tmp_path, capsys):
     source = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "test2015": 2})
     (source / "v2_mscoco_test2015_annotations.json").unlink()  # as released: test questions carry no answers
     data = tmp_path / "data"

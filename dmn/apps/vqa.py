@@ -127,7 +127,7 @@ def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
         splits = split_names(raw.files())
         if not splits:
             raise DataError(config.source, "no VQA v2 *_questions.json there")
-        if not any("val" in name for name in splits):  # a run and `dmn evaluate` both test on it
+        if "test" not in map(_vqa_v2_split, splits):  # a run and `dmn evaluate` both test on it
             raise DataError(
                 config.source,
                 f"no VQA v2 split to test on among {', '.join(splits)}: the test examples are a split named *val* "
@@ -180,7 +180,7 @@ def _vqa_v2_rows(files: dict[str, str]) -> list[dict]:
     test splits publish no answers)."""
     rows = []
     for name in split_names(files):
-        split = "train" if "train" in name else "test" if "val" in name else None
+        split = _vqa_v2_split(name)
         if split is None:
             continue
         examples = read_vqa_split(files, name, IMAGES["vqa-v2"][0])
@@ -191,6 +191,11 @@ def _vqa_v2_rows(files: dict[str, str]) -> list[dict]:
                 row["split"] = "dev"
         rows += split_rows
     return rows
+
+
+def _vqa_v2_split(name: str) -> str | None:
+    """The split a VQA v2 split name feeds: 'train' (*train*, trainval2014 too), 'test' (*val*) or None (*test*)."""
+    return "train" if "train" in name else "test" if "val" in name else None
 
 
 def settings(config: VqaRunConfig, dataset: str) -> dict:
