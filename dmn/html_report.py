@@ -161,13 +161,15 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
     anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
     title = f"{report['architecture'].upper()} on {html.escape(report['dataset'])}"
     supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
+    decay = report["config"].get("train", {}).get("ema_decay")
+    kept = f"; weights kept: a moving average of the trained ones (decay {decay})" if decay else ""
     heat_maps = "".join(_heat_map(e) if e.image is None else _attention_on_image(e) for e in examples)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(report["model_name"])}: evaluation</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}img{{margin:.5em}}</style></head><body>
 <h1>{html.escape(report["model_name"])}: {title}, test split</h1>
-<p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}.</p>
+<p>Model: {report["architecture"]} ({report["answer"]} answers); training: {supervision}{kept}.</p>
 <p>Mean error {report["mean_error"]:.2%}{verdict}. {against}</p>
 <table><tr><th>{html.escape(unit_title)}</th><th>accuracy</th><th>&Delta; champion</th><th>error</th><th>status</th>
 <th>top gate on a supporting fact</th><th>best epoch / epochs</th><th>train s</th><th>seed</th><th>note</th></tr>

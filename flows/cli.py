@@ -6,11 +6,11 @@ Heavy imports (torch, prefect, mlflow) happen inside the commands so `dmn --help
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -31,9 +31,9 @@ def _babi_tasks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _fraction_or_none(what: str, one_allowed: bool):
+def _fraction_or_none(what: str, one_allowed: bool) -> Callable[[str], float | str]:
     """An argparse type: 'none' or a number in (0, 1] (`one_allowed`) or in (0, 1)."""
-    interval = "(0, 1]" if one_allowed else "(0, 1)"
+    refusal = f"expected {what} in {'(0, 1]' if one_allowed else '(0, 1)'} or 'none', got {{!r}}"
 
     def parse(text: str) -> float | str:
         if text.strip().lower() == "none":
@@ -41,9 +41,9 @@ def _fraction_or_none(what: str, one_allowed: bool):
         try:
             value = float(text)
         except ValueError:
-            value = math.nan
+            raise argparse.ArgumentTypeError(refusal.format(text)) from None
         if not (0 < value < 1 or (one_allowed and value == 1)):
-            raise argparse.ArgumentTypeError(f"expected {what} in {interval} or 'none', got {text!r}")
+            raise argparse.ArgumentTypeError(refusal.format(text))
         return value
 
     return parse
