@@ -8,7 +8,8 @@ default: at 1k, one joint model of the 20 tasks), the same with `--joint no` (`-
 per task, the papers' protocol), with `--seeds 0,1` (`--name babi-1k-joint-seeds-2`, two joint models, validation
 choosing per task), with `--patience 40` (`--name babi-1k-patience-40`), with `--joint-entity-copies 4`
 (`--name babi-1k-joint`) and with `--joint no --supervise-gates` (`--name babi-1k-supervised`, the attention
-trained on the supporting facts), with `--supervise-gates` alone (`--name babi-1k-joint-supervised`), and
+trained on the supporting facts), with `--supervise-gates` alone (`--name babi-1k-joint-supervised`), with
+`--ema-decay none` (`babi-1k-weights-as-trained`: the default command before the moving average), and
 `python bench/record_run.py --name babi-10k -- run babi --size 10k --babi-tasks all`; a run without its file is
 left out. The published column is DMN+ on bAbI 10k (Xiong et al. 2016, ../shared/docs/PAPERS.md, V/S).
 """
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- babi-table:begin (bench/babi_table.py writes this) -->", "<!-- babi-table:end -->"
 # results file (results/NAME.json) -> its column's heading
 RUNS = {
-    "babi-1k": "1k (default: joint, 2 renamed copies)",
+    "babi-1k": "1k (default: joint, 2 renamed copies, weights averaged)",
+    "babi-1k-weights-as-trained": "1k, joint, weights as trained (`--ema-decay none`; the default before code 5127df2)",
     "babi-1k-per-task": "1k, a model per task",
     "babi-1k-joint-seeds-2": "1k, joint, 2 seeds",
     "babi-1k-joint-each-task-epochs": "1k, joint, each task's epoch",
