@@ -28,7 +28,7 @@ from dmn.data.batching import make_batch  # noqa: E402
 from dmn.data.images import snake_order  # noqa: E402
 from dmn.data.parquet import TokenisedData  # noqa: E402
 from dmn.data.vocab import Vocabulary  # noqa: E402
-from dmn.report import unit_results  # noqa: E402
+from dmn.report import unit_results, weights_kept  # noqa: E402
 
 STATUS = {True: "FAILED", False: "passed", None: "n/a"}  # n/a: the application has no pass threshold
 
@@ -161,8 +161,7 @@ def render_html(report: dict, histories: dict, examples: list[AttentionExample],
     anchors = "".join(f"<li>{html.escape(a)}</li>" for a in report["anchors"]) or "<li>none</li>"
     title = f"{report['architecture'].upper()} on {html.escape(report['dataset'])}"
     supervision = "gates supervised with the supporting facts" if report["supervise_gates"] else "answers only"
-    decay = report["config"].get("train", {}).get("ema_decay")
-    kept = f"; weights kept: a moving average of the trained ones (decay {decay})" if decay else ""
+    kept = weights_kept(report)
     heat_maps = "".join(_heat_map(e) if e.image is None else _attention_on_image(e) for e in examples)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(report["model_name"])}: evaluation</title>

@@ -43,11 +43,16 @@ def unit_results(report: dict) -> list[dict]:
     return [{**row, "unit": row["babi_task"]} for row in report["babi_tasks"]]
 
 
+def weights_kept(report: dict) -> str:
+    """'; weights kept: a moving average …' where the run averaged its weights (TrainConfig.ema_decay), else ''."""
+    decay = report["config"].get("train", {}).get("ema_decay")
+    return f"; weights kept: a moving average of the trained ones (decay {decay})" if decay else ""
+
+
 def report_markdown(report: dict) -> str:
     unit_title = report.get("unit_title", "bAbI task")
     supervision = "gates supervised with the supporting facts" if report.get("supervise_gates") else "answers only"
-    decay = report["config"].get("train", {}).get("ema_decay")
-    kept = f"; weights kept: a moving average of the trained ones (decay {decay})" if decay else ""
+    kept = weights_kept(report)
     lines = [
         f"# {report.get('architecture', 'dmn+').upper()} on {report.get('dataset', 'bAbI')}: evaluation on the "
         f"test split",

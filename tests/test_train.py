@@ -81,16 +81,23 @@ def test_best_weights_are_a_copy_not_the_live_tensors(tmp_path, babi_root):
     assert abs(valid_loss - result.best_valid_loss) < 1e-5
 
 
-def test_selection_by_validation_accuracy_and_the_target_accuracy_stop(tmp_path, babi_root):
+def _task_1_slice(tmp_path, babi_root):
+    """200 training and 100 validation examples of bAbI task 1, and the model sizes of its vocabulary."""
     from dmn.data.vocab import Vocabulary
     from dmn.models import ModelSizes
-    from dmn.train import train_dmn
 
     dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
     vocab = Vocabulary.load(dataset.vocab_path)
     rows = dataset.read(1, "train")
     train, valid = BABI.encode(rows[:200], vocab, CUT, "class"), BABI.encode(rows[-100:], vocab, CUT, "class")
-    sizes, model = ModelSizes(len(vocab.words), len(vocab.answers)), ModelConfig(hidden_size=16)
+    return train, valid, ModelSizes(len(vocab.words), len(vocab.answers))
+
+
+def test_selection_by_validation_accuracy_and_the_target_accuracy_stop(tmp_path, babi_root):
+    from dmn.train import train_dmn
+
+    train, valid, sizes = _task_1_slice(tmp_path, babi_root)
+    model = ModelConfig(hidden_size=16)
     config = TrainConfig(max_epochs=15, patience=15, batch_size=20, learning_rate=0.01, select_by="valid_accuracy")
     result = train_dmn(train, valid, model, config, sizes)
     best = max(result.history, key=lambda r: (r["valid_accuracy"], -r["valid_loss"]))
@@ -124,15 +131,11 @@ def test_the_moving_average_follows_every_step_from_a_copy_of_the_first_and_warm
 
 
 def test_with_a_moving_average_validation_scores_and_the_checkpoint_keeps_the_average(tmp_path, babi_root):
-    from dmn.data.vocab import Vocabulary
-    from dmn.models import ModelSizes, build_model
+    from dmn.models import build_model
     from dmn.train import run_epoch, train_dmn
 
-    dataset = BABI.tokenise(ingest_babi(str(babi_root), "1k", tmp_path), tmp_path)
-    vocab = Vocabulary.load(dataset.vocab_path)
-    rows = dataset.read(1, "train")
-    train, valid = BABI.encode(rows[:200], vocab, CUT, "class"), BABI.encode(rows[-100:], vocab, CUT, "class")
-    sizes, model_config = ModelSizes(len(vocab.words), len(vocab.answers)), ModelConfig(hidden_size=16)
+    train, valid, sizes = _task_1_slice(tmp_path, babi_root)
+    model_config = ModelConfig(hidden_size=16)
     config = TrainConfig(max_epochs=6, patience=6, batch_size=20, learning_rate=0.01)
     plain = train_dmn(train, valid, model_config, config, sizes)
     averaged = train_dmn(train, valid, model_config, config.model_copy(update={"ema_decay": 0.9}), sizes)
