@@ -129,6 +129,14 @@ def test_bad_tag_file_exits_2_and_writes_nothing(prefect_api, tmp_path, capsys):
     assert code == 2 and "a-ud-dev.conllu:7: word 'is' has no XPOS tag" in error and "Traceback" not in error
     assert not (tmp_path / "data" / "tokens").exists() and not (tmp_path / "data" / "models").exists()
 
+    beyond = tmp_path / "beyond"  # WSJ section 25, in no split: refused at ingest, before a file is stored
+    beyond.mkdir()
+    (beyond / "wsj_2501.pos").write_text("[ The/DT cat/NN ]\n", encoding="utf-8")
+    code = main(["run", "pos", "--source", str(beyond), "--data-root", str(tmp_path / "data2"), "--epochs", "1"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{beyond}: no file of a train, dev or test split there" in error, error
+    assert "Traceback" not in error and not any((tmp_path / "data2").iterdir())
+
 
 def test_pos_flow_tags_registers_and_serves_tags_aligned_with_words(
     prefect_api, wsj_sample, tmp_path, monkeypatch, capsys

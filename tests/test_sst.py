@@ -89,6 +89,12 @@ def test_bad_tree_exits_2_naming_file_and_line_and_writes_nothing(prefect_api, s
     assert "dev.txt:3: unbalanced brackets" in error and "Traceback" not in error
     assert not (tmp_path / "data" / "tokens").exists() and not (tmp_path / "data" / "models").exists()
 
+    (source / "test.txt").unlink()  # refused at ingest, before a file is stored
+    code = main(["run", "sst", "--source", str(source), "--data-root", str(tmp_path / "data2"), "--epochs", "1"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{source}: SST source lacks test.txt" in error and "Traceback" not in error
+    assert not any((tmp_path / "data2").iterdir())
+
 
 def test_sst_flow_trains_both_granularities_registers_and_serves(prefect_api, sst_trees, tmp_path, monkeypatch, capsys):
     source = _slice(sst_trees, tmp_path / "source", {"train": 120, "dev": 20, "test": 40})

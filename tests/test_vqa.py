@@ -273,6 +273,7 @@ def test_vqa_v2_reader_through_datasets_and_its_refusals(tmp_path):
     folder = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "val2014": 2})
     files = {path.name: str(path) for path in folder.rglob("*") if path.is_file()}
     assert split_names(files) == ["train2014", "val2014"]
+    assert split_names({"v2_OpenEnded_mscoco_test-dev2015_questions.json": "x"}) == ["test-dev2015"]
     rows = read_vqa_split(files, "train2014", (112, 112, 3))
     assert len(rows) == 8 and rows[0]["question_tokens"] == ["is", "it", "dark"] and rows[0]["line"] == 1
     assert rows[0]["answer"] == "no" and len(rows[0]["answers"]) == 10 and rows[1]["answer"] == "0"  # none -> 0
@@ -294,16 +295,17 @@ def test_vqa_v2_reader_through_datasets_and_its_refusals(tmp_path):
         read_vqa_split(files, "val2014", (112, 112, 3))
 
 
-def test_a_vqa_v2_source_without_a_val_split_is_refused_before_tokenising(prefect_api, tmp_path, capsys):
-    source = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "test2015": 2})
-    (source / "v2_mscoco_test2015_annotations.json").unlink()  # as released: test questions carry no answers
+def test_a_vqa_v2_source_without_a_val_split_is_refused_before_anything_is_stored(prefect_api, tmp_path, capsys):
+    source = _vqa_v2(tmp_path / "vqa", {"train2014": 4, "test2015": 2, "test-dev2015": 1})
+    for split in ("test2015", "test-dev2015"):  # as released: test questions carry no answers
+        (source / f"v2_mscoco_{split}_annotations.json").unlink()
     data = tmp_path / "data"
     code = main(["run", "vqa", "--datasets", "vqa-v2", "--source", str(source), "--data-root", str(data)])
     error = capsys.readouterr().err
     assert code == 2 and "Traceback" not in error, error
-    assert f"{source}: no VQA v2 split to test on among test2015, train2014" in error
+    assert f"{source}: no VQA v2 split to test on among test-dev2015, test2015, train2014" in error
     assert "a split named *val* (val2014)" in error
-    assert not (data / "tokens").exists() and not (data / "models").exists()
+    assert not any(data.iterdir()), list(data.iterdir())  # nothing ingested, tokenised or trained
 
 
 def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_api, tmp_path, monkeypatch):

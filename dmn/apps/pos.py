@@ -79,10 +79,21 @@ class PosRunConfig(RunConfig):
 def ingest(config: PosRunConfig, data_root: str) -> RawFiles:
     """The source's tagged files; a training run needs train and test files among them (checked once they are read),
     an evaluation (`dmn evaluate`) test files alone."""
-    raw = ingest_files(config.source, data_root, "pos", is_tagged_file, BUNDLED, config.source_sha256)
-    if not any(split_files(list(raw.files())).values()):
+    return ingest_files(
+        config.source,
+        data_root,
+        "pos",
+        is_tagged_file,
+        BUNDLED,
+        config.source_sha256,
+        lambda files: _check(config, files),
+    )
+
+
+def _check(config: PosRunConfig, files: dict[str, Path]) -> None:
+    """DataError where no file belongs to a split (before anything is stored)."""
+    if not any(split_files(list(files)).values()):
         raise DataError(config.source, "no file of a train, dev or test split there (see `dmn run pos --help`)")
-    return raw
 
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:

@@ -86,11 +86,16 @@ class SstRunConfig(RunConfig):
 
 
 def ingest(config: SstRunConfig, data_root: str) -> RawFiles:
-    raw = ingest_files(config.source, data_root, "sst", _wanted, BUNDLED, config.source_sha256)
-    missing = sorted(set(SPLIT_FILES.values()) - set(raw.files()))
+    return ingest_files(
+        config.source, data_root, "sst", _wanted, BUNDLED, config.source_sha256, lambda files: _check(config, files)
+    )
+
+
+def _check(config: SstRunConfig, files: dict[str, Path]) -> None:
+    """DataError where a split's tree file is missing (before anything is stored)."""
+    missing = sorted(set(SPLIT_FILES.values()) - set(files))
     if missing:
         raise DataError(config.source, f"SST source lacks {', '.join(missing)}")
-    return raw
 
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:

@@ -118,13 +118,18 @@ def _wanted(name: str) -> bool:
 
 
 def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
-    raw = ingest_files(config.source, data_root, "vqa", _wanted, BUNDLED, config.source_sha256)
-    names = set(raw.files())
+    return ingest_files(
+        config.source, data_root, "vqa", _wanted, BUNDLED, config.source_sha256, lambda files: _check(config, files)
+    )
+
+
+def _check(config: VqaRunConfig, files: dict[str, Path]) -> None:
+    """DataError where the files lack what the configured data sets need (before anything is stored)."""
     if "shapes" in config.datasets:
-        if SHAPES_FILES - names:
-            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(SHAPES_FILES - names))}")
+        if SHAPES_FILES - set(files):
+            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(SHAPES_FILES - set(files)))}")
     if "vqa-v2" in config.datasets:
-        splits = split_names(raw.files())
+        splits = split_names(files)
         if not splits:
             raise DataError(config.source, "no VQA v2 *_questions.json there")
         if "test" not in map(_vqa_v2_split, splits):  # a run and `dmn evaluate` both test on it
@@ -133,7 +138,6 @@ def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
                 f"no VQA v2 split to test on among {', '.join(splits)}: the test examples are a split named *val* "
                 "(val2014) with its annotations; the *test* splits publish no answers",
             )
-    return raw
 
 
 def tokenise(raw: RawFiles, data_root: str) -> TokenisedData:

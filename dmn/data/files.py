@@ -70,9 +70,11 @@ def ingest_files(
     wanted: Callable[[str], bool],
     bundled: Path,
     sha256: str | None = None,
+    check: Callable[[dict[str, Path]], None] | None = None,
 ) -> RawFiles:
     """Resolve `source` ('bundled', a folder, an archive path or URL) and store its wanted files under
-    `data_root`; DataError when none is found."""
+    `data_root`; DataError when none is found. `check` sees the found files ({name: path}) before anything is
+    stored, and raises DataError where the application cannot use them (nothing is then written)."""
     with scratch_folder(data_root) as scratch:
         if source == "bundled":
             if not bundled.is_file():
@@ -90,6 +92,8 @@ def ingest_files(
         files = find_files(folder, wanted)
         if not files:
             raise DataError(source, f"no {name} files found there")
+        if check is not None:
+            check(files)
         digest = content_digest(files)
         target = storage.join(data_root, "raw", f"{name}-{digest[:16]}")
         if not storage.published(target, LISTING):

@@ -67,9 +67,12 @@ def vqa_accuracy(predicted: str, human_answers: list[str]) -> float:
 
 
 def split_names(files: dict[str, str]) -> list[str]:
-    """The splits that have a questions file: 'train2014' of 'v2_OpenEnded_mscoco_train2014_questions.json'."""
+    """The splits that have a questions file: 'train2014' of 'v2_OpenEnded_mscoco_train2014_questions.json',
+    'test-dev2015' of '..._test-dev2015_questions.json'."""
     return sorted(
-        re.sub(r"^.*?([A-Za-z]+\d*)_questions\.json$", r"\1", n) for n in files if n.endswith("_questions.json")
+        re.sub(r"^.*?([A-Za-z][A-Za-z-]*\d*)_questions\.json$", r"\1", n)
+        for n in files
+        if n.endswith("_questions.json")
     )
 
 
