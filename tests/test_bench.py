@@ -42,10 +42,11 @@ def test_the_table_has_every_task_the_mean_error_and_the_failed_tasks():
     }
     supervised = {**results, "units": [_row(t, 1.0) for t in range(1, 21)], "mean_error": 0.0, "failed_units": []}
     supervised["recorded"] = {**results["recorded"], "command": "dmn run babi --babi-tasks all --supervise-gates"}
-    text = table({"babi-1k": results, "babi-1k-supervised": supervised})
-    assert "| 3 | 50.0 % (failed) (3 / 9) | 100.0 % (3 / 9) | 98.9 % |" in text
-    assert "| 16 | 100.0 % (3 / 9) | 100.0 % (3 / 9) | 54.7 % |" in text
-    assert "**2.5 %; 1** (3) | **0.0 %; 0** (none)" in text
+    some = {**results, "units": [_row(17, 0.9), _row(18, 1.0)], "mean_error": 0.05, "failed_units": [17]}  # 2 tasks
+    text = table({"babi-1k": results, "babi-1k-supervised": supervised, "babi-10k-tasks-7-14-17-18": some})
+    assert "| 3 | 50.0 % (failed) (3 / 9) | 100.0 % (3 / 9) | — | 98.9 % |" in text
+    assert "| 17 | 100.0 % (3 / 9) | 100.0 % (3 / 9) | 90.0 % (failed) (3 / 9) | 95.8 % |" in text
+    assert "**2.5 %; 1** (3) | **0.0 %; 0** (none) | **5.0 % of 2 tasks; 1** (17)" in text
     assert "`python bench/record_run.py --name babi-1k -- run babi --babi-tasks all`, 10.0 min" in text
     assert "--name babi-1k-supervised -- run babi --babi-tasks all --supervise-gates`" in text
     assert "1k, a model per task, gates supervised: test accuracy" in text.splitlines()[0]
