@@ -40,7 +40,7 @@ RUNS = {
     "babi-10k": "10k",
     "babi-10k-l2-0": "10k, no L2",
     "babi-10k-l2-1e-4": "10k, L2 1e-4, patience 60",
-    "babi-10k-tasks-7-14-17-18": "10k, patience 60, weights averaged (the default since code 5127df2), 4 tasks",
+    "babi-10k-tasks-7-14-17-18": "10k, patience 60, weights averaged (default since 5127df2), tasks 7, 14, 17, 18",
 }
 # DMN+ bAbI-10k test error per task, % (the paper's table; the tasks not listed are 0.0)
 DMN_PLUS_10K_ERROR = {2: 0.3, 3: 1.1, 5: 0.5, 7: 2.4, 14: 0.2, 16: 45.3, 17: 4.2, 18: 2.1}
@@ -110,7 +110,7 @@ def main() -> int:
         sys.exit(f"{args.readme}: no generated table (the lines {BEGIN!r} and {END!r})")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    generated = f"{head}{BEGIN}\n{table(results) if results else 'No 20-task results file yet.'}\n{END}{tail}"
+    generated = f"{head}{BEGIN}\n{table(results) if results else 'No bAbI results file yet.'}\n{END}{tail}"
     if args.check:
         if generated != text:
             print(f"{args.readme}: the bAbI table differs from {args.results}; run python bench/babi_table.py")

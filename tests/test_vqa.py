@@ -308,6 +308,18 @@ def test_a_vqa_v2_source_without_a_val_split_is_refused_before_anything_is_store
     assert not any(data.iterdir()), list(data.iterdir())  # nothing ingested, tokenised or trained
 
 
+def test_a_shapes_source_missing_a_file_is_refused_before_anything_is_stored(prefect_api, tmp_path, capsys):
+    source = tmp_path / "shapes"
+    source.mkdir()
+    (source / "test.output").write_text("true\n")
+    data = tmp_path / "data"
+    code = main(["run", "vqa", "--source", str(source), "--data-root", str(data)])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error, error
+    assert f"{source}: SHAPES source lacks test.input.npy, test.query, test.query_str.txt, train.small" in error
+    assert not any(data.iterdir()), list(data.iterdir())
+
+
 def test_vqa_v2_flow_reports_vqa_accuracy_as_the_served_answers_score(prefect_api, tmp_path, monkeypatch):
     source = _vqa_v2(tmp_path / "vqa", {"train2014": 12, "val2014": 4})
     config = VqaRunConfig(

@@ -323,7 +323,9 @@ APPLICATION = Application(
     unit_field="babi_tasks",
     describe=lambda config: f"bAbI en {config.size}",
     source_fingerprint=lambda config: source_fingerprint(config.source, config.size, config.source_sha256),
-    ingest=lambda config, data_root: ingest_babi(config.source, config.size, data_root, config.source_sha256),
+    ingest=lambda config, data_root: ingest_babi(
+        config.source, config.size, data_root, config.source_sha256, config.babi_tasks
+    ),
     tokenise=tokenise,
     settings=settings,
     encode=encode,

@@ -87,7 +87,8 @@ class VqaRunConfig(RunConfig):
         TrainConfig(batch_size=64, max_epochs=20, patience=4, l2=0.0),
         description="Training (an epoch of SHAPES train.small and most of val is 1,440 examples, 48 times that "
         "with `augment`); no L2 penalty: with the text default's 1e-3 the answer stays at the question's prior "
-        "(README, Visual question answering).",
+        "(README, Visual question answering); the weights as trained are kept (a moving average of them: 70.3 % "
+        "against 69.2 %, one seed, not enough to change the default).",
     )
     augment: bool = Field(
         True,
@@ -125,9 +126,9 @@ def ingest(config: VqaRunConfig, data_root: str) -> RawFiles:
 
 def _check(config: VqaRunConfig, files: dict[str, Path]) -> None:
     """DataError where the files lack what the configured data sets need (before anything is stored)."""
-    if "shapes" in config.datasets:
-        if SHAPES_FILES - set(files):
-            raise DataError(config.source, f"SHAPES source lacks {', '.join(sorted(SHAPES_FILES - set(files)))}")
+    missing = sorted(SHAPES_FILES - set(files))
+    if "shapes" in config.datasets and missing:
+        raise DataError(config.source, f"SHAPES source lacks {', '.join(missing)}")
     if "vqa-v2" in config.datasets:
         splits = split_names(files)
         if not splits:

@@ -54,9 +54,12 @@ class RawBabi:
         return found
 
 
-def ingest_babi(source: str, size: str, data_root: str, sha256: str | None = None) -> RawBabi:
+def ingest_babi(
+    source: str, size: str, data_root: str, sha256: str | None = None, babi_tasks: list[int] | None = None
+) -> RawBabi:
     """Resolve `source` ('bundled', a folder, a tarball path or URL, or 'hf:NAME') into a RawBabi stored
-    under `data_root` (a local folder or an object-storage URI)."""
+    under `data_root` (a local folder or an object-storage URI). DataError, before anything is stored, where the
+    source lacks one of `babi_tasks` (None: any tasks it has)."""
     with scratch_folder(data_root) as scratch:
         if source == "bundled":
             if not BUNDLED_TARBALL.is_file():
@@ -73,6 +76,10 @@ def ingest_babi(source: str, size: str, data_root: str, sha256: str | None = Non
         else:
             raise DataError(source, "--source is not 'bundled', a folder, a tarball, a URL or hf:NAME")
         files, fallbacks = find_babi_files(folder, size)
+        missing = sorted(set(babi_tasks or ()) - {babi_task for babi_task, _ in files})
+        if missing:
+            present = sorted({babi_task for babi_task, _ in files})
+            raise DataError(source, f"bAbI task(s) {missing} of --babi-tasks not there (it has {present})")
         return _store(files, fallbacks, size, data_root)
 
 

@@ -38,7 +38,7 @@ def is_tagged_file(name: str) -> bool:
 
 def split_files(names: list[str]) -> dict[str, list[str]]:
     """{split: file names} of a set of WSJ or CoNLL-U files; a WSJ `.mrg` file is read in place of the
-    `.pos` file of the same number. DataError when no file is a known one."""
+    `.pos` file of the same number; a file of no split (a WSJ section past 24) is left out."""
     wsj = {}
     for name in sorted(names):
         match = WSJ_FILE.match(name)

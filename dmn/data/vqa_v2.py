@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +67,11 @@ def vqa_accuracy(predicted: str, human_answers: list[str]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def split_names(files: dict[str, str]) -> list[str]:
+def split_names(files: Iterable[str]) -> list[str]:
     """The splits that have a questions file: 'train2014' of 'v2_OpenEnded_mscoco_train2014_questions.json',
     'test-dev2015' of '..._test-dev2015_questions.json'."""
     return sorted(
-        re.sub(r"^.*?([A-Za-z][A-Za-z-]*\d*)_questions\.json$", r"\1", n)
+        re.sub(r"^.*?((?:test-)?[A-Za-z]+\d*)_questions\.json$", r"\1", n)
         for n in files
         if n.endswith("_questions.json")
     )
