@@ -24,6 +24,7 @@ from dmn.config import DistributedConfig, ModelConfig, TrainConfig
 from dmn.data.fetch import TransientSourceError
 from dmn.data.parquet import TokenisedData
 from dmn.distributed import launch
+from dmn.errors import DMNError
 from dmn.html_report import attention_examples, render_html
 from dmn.operations_config import Gate, PromotionConfig
 from dmn.pipeline import evaluate_unit, step_code, train_joint, train_unit
@@ -50,10 +51,17 @@ RETRY_TRANSIENT = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_f
 
 
 def _ingest_key(context, inputs) -> str | None:
-    """The source's content, not its path: an edited folder or a new tarball misses the cache.
-    None (not cached) where the content is unknown before fetching: a hub dataset, a URL without sha256."""
-    fingerprint = application(inputs["app_name"]).source_fingerprint(inputs["config"])
-    return None if fingerprint is None else f"{inputs['app_name']}:{fingerprint}:{inputs['data_root']}"
+    """The source's content, not its path: an edited folder or a new tarball misses the cache. And the units
+    asked for: ingest checks that the source holds them (bAbI's tasks, the visual QA data sets), so a run
+    asking for others checks again. None (not cached) where the content is unknown before fetching (a hub
+    dataset, a URL without sha256) or is not a data set's (the ingest says what is wrong with it)."""
+    app, config = application(inputs["app_name"]), inputs["config"]
+    try:
+        fingerprint = app.source_fingerprint(config)
+    except DMNError:
+        return None
+    units = ",".join(map(str, getattr(config, app.unit_field)))
+    return None if fingerprint is None else f"{app.name}:{fingerprint}:{units}:{inputs['data_root']}"
 
 
 @task(

@@ -27,10 +27,35 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="dmn-tests",
     AWS_DEFAULT_REGION="us-east-1",
 )
+# pytest-xdist runs a worker per core: a worker's torch (and the trainings it starts in subprocesses) takes
+# its share of the cores, not all of them; oversubscribed, OpenMP's threads wait on each other (3-5x slower
+# trainings on 2 cores). A user's own OMP_NUM_THREADS wins.
+os.environ.setdefault(
+    "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+)
 
 import pytest  # noqa: E402
 
 from dmn.data.sources import BUNDLED_TARBALL, extract_babi  # noqa: E402
+
+# pytest-xdist hands each worker whole files (--dist loadfile), in collection order (--no-loadscope-reorder):
+# the longest files first (those that train through real servers; `pytest --durations=0` on a 2-core machine),
+# so that no worker is left alone with one at the end while the other has nothing to do
+LONGEST_FILES_FIRST = (
+    "test_cli.py",
+    "test_flow.py",
+    "test_train.py",
+    "test_operations.py",
+    "test_dmn.py",
+    "test_cache_keys.py",
+    "test_bench.py",
+    "test_distributed.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its tests' order
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,14 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from dmn.config import TrainConfig
 from dmn.errors import DataError
 from flows.babi import babi_flow
+from tasks.steps import ingest
 from tests.conftest import flow_config as _config
 
 UNSEEN_STORIES = [
@@ -158,6 +160,23 @@ def test_requested_task_missing_from_the_source_fails_before_training(prefect_ap
         babi_flow(config)
     assert not any((tmp_path / "data").iterdir())  # refused before anything is stored
     assert not MlflowClient(config.tracking_uri).search_registered_models()
+
+
+def test_a_cached_ingest_still_refuses_a_task_the_source_lacks(prefect_api, babi_en, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        (source / path.name).write_bytes(path.read_bytes())
+    data_root = str(tmp_path / "data")
+
+    @flow
+    def ingest_only(config):
+        return ingest("babi", config, data_root, return_state=True)
+
+    assert ingest_only(_config(tmp_path, babi_tasks=[1])).is_completed()
+    assert ingest_only(_config(tmp_path, babi_tasks=[1])).name == "Cached"  # the same source and tasks: cached
+    with pytest.raises(DataError, match=r"bAbI task\(s\) \[2\] of --babi-tasks not there \(it has \[1\]\)"):
+        ingest_only(_config(tmp_path, babi_tasks=[1, 2])).result()
 
 
 def test_missing_test_file_and_wrong_checksum_fail_the_flow_and_write_nothing(prefect_api, babi_en, tmp_path):

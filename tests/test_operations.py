@@ -50,6 +50,7 @@ def servers(tmp_path_factory, object_store):
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         MLFLOW_S3_ENDPOINT_URL=f"http://{object_store[0]}",  # the tracking server writes artifacts there
+        PREFECT_WORKER_QUERY_SECONDS="1",  # the worker picks a new run up within a second (default: 10)
     )
     processes = []
 
@@ -112,7 +113,7 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     script = textwrap.dedent(
         f"""
         from prefect.deployments import run_deployment
-        run = run_deployment("dmn-retrain/retrain", parameters={parameters!r}, timeout=600)
+        run = run_deployment("dmn-retrain/retrain", parameters={parameters!r}, timeout=600, poll_interval=1)
         print(run.state.name)
         """
     )
@@ -127,7 +128,8 @@ def test_retrain_deployment_run_from_the_api_registers_and_promotes(servers, bab
     script = textwrap.dedent(
         f"""
         from prefect.deployments import run_deployment
-        print(run_deployment("dmn-evaluate/evaluate", parameters={evaluation!r}, timeout=600).state.name)
+        run = run_deployment("dmn-evaluate/evaluate", parameters={evaluation!r}, timeout=600, poll_interval=1)
+        print(run.state.name)
         """
     )
     assert _run(env, sys.executable, "-c", script, timeout=660).strip().splitlines()[-1] == "Completed"
