@@ -5,7 +5,6 @@ this with its typed configuration."""
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import subprocess
 import threading
@@ -20,25 +19,10 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from dmn import storage
 from dmn.apps import application
 from dmn.apps.base import RunConfig
-from dmn.errors import DMNError
 from dmn.operations_config import Gate
 from dmn.pipeline import best_checkpoint, training_digest
 from dmn.train import concurrent_trainings, stopping_on_interrupt
 from tasks.steps import evaluate, ingest, promote_first, register, report, tokenise, train
-
-
-class UserErrorWithoutTraceback(logging.Filter):
-    """Prefect logs a failed task or flow run with its traceback. Bad input (a DMNError) names the file and
-    line, or the parameter, in its message: that line alone says what to fix, in the terminal and in the UI."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], DMNError):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-for _run_logger in ("prefect.task_runs", "prefect.flow_runs"):  # the loggers of Prefect's run engines
-    logging.getLogger(_run_logger).addFilter(UserErrorWithoutTraceback())
 
 
 class ServerInOwnSession(SubprocessASGIServer):

@@ -34,6 +34,21 @@ from dmn.report import build_report, report_markdown
 from dmn.train import share_cores
 
 
+class UserErrorWithoutTraceback(logging.Filter):
+    """Prefect logs a failed task or flow run with its traceback. Bad input (a DMNError) names the file and
+    line, or the parameter, in its message: that line alone says what to fix, in the terminal and in the UI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DMNError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+for _run_logger in ("prefect.task_runs", "prefect.flow_runs"):  # the loggers of Prefect's run engines, in the
+    # flow's process and in the process pool's (which import this module, not the flows)
+    logging.getLogger(_run_logger).addFilter(UserErrorWithoutTraceback())
+
+
 def _code_of(step: str) -> CacheKeyFnPolicy:
     """Keys on the code `step` runs for the task's application (its `app_name` input)."""
     return CacheKeyFnPolicy(cache_key_fn=lambda context, inputs: step_code(application(inputs["app_name"]), step))
@@ -54,18 +69,24 @@ def _ingest_key(context, inputs) -> str | None:
     """The source's content, not its path: an edited folder or a new tarball misses the cache. And the units
     asked for: ingest checks that the source holds them (bAbI's tasks, the visual QA data sets), so a run
     asking for others checks again. None (not cached) where the content is unknown before fetching (a hub
-    dataset, a URL without sha256) or is not a data set's (the ingest says what is wrong with it)."""
+    dataset, a URL without sha256) or is not a data set's (the ingest says what is wrong with it).
+
+    The task's code is part of this one key, not a policy added to it: Prefect's sum of policies drops a part
+    that is None and would cache every source of unknown content on the code alone."""
     app, config = application(inputs["app_name"]), inputs["config"]
     try:
         fingerprint = app.source_fingerprint(config)
     except DMNError:
         return None
-    units = ",".join(map(str, getattr(config, app.unit_field)))
-    return None if fingerprint is None else f"{app.name}:{fingerprint}:{units}:{inputs['data_root']}"
+    if fingerprint is None:
+        return None
+    units = ",".join(sorted(map(str, set(getattr(config, app.unit_field)))))
+    code = f"{TASK_SOURCE.compute_key(context, inputs, None)}:{step_code(app, 'ingest')}"
+    return f"{app.name}:{fingerprint}:{units}:{inputs['data_root']}:{code}"
 
 
 @task(
-    cache_policy=CacheKeyFnPolicy(cache_key_fn=_ingest_key) + TASK_SOURCE + _code_of("ingest"),
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_ingest_key),
     retries=3,
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=is_transient,

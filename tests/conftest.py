@@ -29,10 +29,11 @@ os.environ.update(
 )
 # pytest-xdist runs a worker per core: a worker's torch (and the trainings it starts in subprocesses) takes
 # its share of the cores, not all of them; oversubscribed, OpenMP's threads wait on each other (3-5x slower
-# trainings on 2 cores). A user's own OMP_NUM_THREADS wins.
-os.environ.setdefault(
-    "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-)
+# trainings on 2 cores). Set in the workers only: the controller's environment reaches them as it is. A user's
+# own OMP_NUM_THREADS wins.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 import pytest  # noqa: E402
 

@@ -176,7 +176,7 @@ def test_a_cached_ingest_still_refuses_a_task_the_source_lacks(prefect_api, babi
     assert ingest_only(_config(tmp_path, babi_tasks=[1])).is_completed()
     assert ingest_only(_config(tmp_path, babi_tasks=[1])).name == "Cached"  # the same source and tasks: cached
     with pytest.raises(DataError, match=r"bAbI task\(s\) \[2\] of --babi-tasks not there \(it has \[1\]\)"):
-        ingest_only(_config(tmp_path, babi_tasks=[1, 2])).result()
+        ingest_only(_config(tmp_path, babi_tasks=[1, 2]))  # the flow fails with its task
 
 
 def test_missing_test_file_and_wrong_checksum_fail_the_flow_and_write_nothing(prefect_api, babi_en, tmp_path):

@@ -64,3 +64,14 @@ def test_ingest_task_retries_a_transient_failure_but_not_bad_data(prefect_api, h
     assert bad.is_failed() and REQUESTS["/missing.tar.gz"] == 1
     with pytest.raises(DataError, match="HTTP 404"):
         bad.result()
+
+
+def test_a_source_of_unknown_content_is_fetched_by_every_run(prefect_api, http_root, tmp_path):
+    """A URL without sha256: its content is unknown until fetched, so no run reuses another's ingest (a cache
+    key on the task's code alone would hand a later URL the first one's files)."""
+    path = "/tasks_1-20_v1-2.tar.xz"
+    before = REQUESTS[path]
+    config = BabiRunConfig(source=f"{http_root}{path}")
+    states = [ingest("babi", config, str(tmp_path), return_state=True) for _ in range(2)]
+    assert [state.name for state in states] == ["Completed", "Completed"]
+    assert REQUESTS[path] - before == 2
