@@ -67,9 +67,10 @@ RETRY_TRANSIENT = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_f
 
 def _ingest_key(context, inputs) -> str | None:
     """The source's content, not its path: an edited folder or a new tarball misses the cache. And the units
-    asked for: ingest checks that the source holds them (bAbI's tasks, the visual QA data sets), so a run
-    asking for others checks again. None (not cached) where the content is unknown before fetching (a hub
-    dataset, a URL without sha256) or is not a data set's (the ingest says what is wrong with it).
+    asked for, where ingest checks that the source holds them (`Application.ingest_checks_units`: bAbI's
+    tasks, the visual QA data sets), so a run asking for others checks again. None (not cached) where the
+    content is unknown before fetching (a hub dataset, a URL without sha256) or is not a data set's (the
+    ingest says what is wrong with it).
 
     The task's code is part of this one key, not a policy added to it: Prefect's sum of policies drops a part
     that is None and would cache every source of unknown content on the code alone."""
@@ -80,7 +81,7 @@ def _ingest_key(context, inputs) -> str | None:
         return None
     if fingerprint is None:
         return None
-    units = ",".join(sorted(map(str, set(getattr(config, app.unit_field)))))
+    units = ",".join(sorted(map(str, set(getattr(config, app.unit_field))))) if app.ingest_checks_units else ""
     code = f"{TASK_SOURCE.compute_key(context, inputs, None)}:{step_code(app, 'ingest')}"
     return f"{app.name}:{fingerprint}:{units}:{inputs['data_root']}:{code}"
 

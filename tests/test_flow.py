@@ -36,6 +36,15 @@ UNSEEN_STORIES = [
 ]
 
 
+def _task_1_source(babi_en: Path, tmp_path: Path) -> Path:
+    """`tmp_path/source`: a copy of bAbI task 1's files (to damage, or to lack the other tasks)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in babi_en.glob("qa1_*"):
+        shutil.copy(path, source / path.name)
+    return source
+
+
 def _task_runs(flow_state) -> list[tuple[str, str]]:
     """(name, state) of every task run of the flow run (names repeat when a task ran twice)."""
     flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
@@ -134,10 +143,7 @@ def test_unknown_words_at_ask_time_answer_with_a_warning(trained):
     [("2 Where is Mary?\tkitchen\t9", "supporting fact '9'"), ("2 Where is Mary?", "expected|no answer")],
 )
 def test_bad_data_fails_the_flow_and_writes_nothing(prefect_api, babi_en, tmp_path, bad_line, message):
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in babi_en.glob("qa1_*"):
-        (source / path.name).write_bytes(path.read_bytes())
+    source = _task_1_source(babi_en, tmp_path)
     bad = source / "qa1_single-supporting-fact_test.txt"
     lines = bad.read_text().splitlines()
     lines[1] = bad_line
@@ -151,10 +157,7 @@ def test_bad_data_fails_the_flow_and_writes_nothing(prefect_api, babi_en, tmp_pa
 
 
 def test_requested_task_missing_from_the_source_fails_before_training(prefect_api, babi_en, tmp_path):
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in babi_en.glob("qa1_*"):
-        (source / path.name).write_bytes(path.read_bytes())
+    _task_1_source(babi_en, tmp_path)
     config = _config(tmp_path, babi_tasks=[1, 2])
     with pytest.raises(DataError, match=r"source: bAbI task\(s\) \[2\] of --babi-tasks not there \(it has \[1\]\)"):
         babi_flow(config)
@@ -163,10 +166,7 @@ def test_requested_task_missing_from_the_source_fails_before_training(prefect_ap
 
 
 def test_a_cached_ingest_still_refuses_a_task_the_source_lacks(prefect_api, babi_en, tmp_path):
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in babi_en.glob("qa1_*"):
-        (source / path.name).write_bytes(path.read_bytes())
+    _task_1_source(babi_en, tmp_path)
     data_root = str(tmp_path / "data")
 
     @flow
@@ -301,10 +301,7 @@ def test_a_joint_model_of_the_tasks_competes_with_each_tasks_own_and_can_answer_
 
 def test_a_data_root_removed_behind_the_cache_is_written_anew(prefect_api, babi_en, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's local artifacts
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in babi_en.glob("qa1_*"):
-        shutil.copy(path, source / path.name)
+    _task_1_source(babi_en, tmp_path)
     config = _config(tmp_path, train=TrainConfig(max_epochs=2, patience=2, batch_size=64, seed=5))
     first = babi_flow(config)["version"]
     shutil.rmtree(tmp_path / "data")  # Prefect's cache still holds the results that point there

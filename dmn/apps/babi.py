@@ -321,6 +321,7 @@ APPLICATION = Application(
     unit_type=int,
     config_type=BabiRunConfig,
     unit_field="babi_tasks",
+    ingest_checks_units=True,
     describe=lambda config: f"bAbI en {config.size}",
     source_fingerprint=lambda config: source_fingerprint(config.source, config.size, config.source_sha256),
     ingest=lambda config, data_root: ingest_babi(

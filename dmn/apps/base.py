@@ -120,6 +120,8 @@ class Application:
     audit_view: Callable[[dict], tuple[list[str], str, str]]  # a test row -> (its facts, question, answer) as text
     # a unit's settings -> those of served requests (bAbI: no story cut, a request's story is read whole)
     serving_settings: Callable[[dict], dict] = dict
+    # its ingest checks that the source holds the units asked for (bAbI's tasks): they join ingest's cache key
+    ingest_checks_units: bool = False
     # (training rows, settings, seed) -> the rows and lengthened copies (TrainConfig.lengthen_stories); None: no
     lengthen: Callable[[list[dict], dict, int], list[dict]] | None = None
     # (training rows, settings, seed) -> the rows the model trains on: they and label-preserving changed copies

@@ -312,6 +312,7 @@ APPLICATION = Application(
     unit_type=str,
     config_type=VqaRunConfig,
     unit_field="datasets",
+    ingest_checks_units=True,
     describe=lambda config: (
         " and ".join({"shapes": "SHAPES", "vqa-v2": "VQA v2"}[d] for d in config.datasets) + " visual QA"
     ),
